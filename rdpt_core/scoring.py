@@ -1,0 +1,246 @@
+"""From records to the action table (SPEC §1.3–§1.6, §2).
+
+records → segment (one segmentation for all models) → per model, one at a time: token scores
+(from the cache, or one teacher-forced pass) → tokens mapped to actions → per-action sums.
+
+Token → action rule (the only place it lives): a token belongs to the action holding most of
+its characters (tie: the earlier action); a zero-width token goes with the action of the next
+token; a token that straddles the context/response boundary belongs to the first action and
+is flagged. Action probability is the geometric mean ``exp(mean(logp))`` of its tokens; an
+action without a scored token gets NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from .backends import ScoringBackend, TokenScores, create_backend
+from .cache import TokenCache, cache_key
+from .models import ModelSpec
+from .records import Record
+from .segment import Action, marker_set, segment
+
+ROLES = ("teacher", "student", "distilled")
+BASE_COLUMNS = [
+    "record_id", "question_id", "action_index", "start", "end", "text", "kind", "correct",
+    "source", "n_chars",
+]
+
+
+def role_columns(role: str) -> list[str]:
+    return [f"n_tokens_{role}", f"sum_logp_{role}", f"p_{role}", f"truncated_{role}", f"straddle_{role}"]
+
+
+class ProgressBar(Protocol):
+    def update(self, n: int = 1) -> object: ...
+    def close(self) -> object: ...
+
+
+ProgressFactory = Callable[[str, int], ProgressBar]  # (description, total) -> bar
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def no_progress(desc: str, total: int) -> ProgressBar:
+    return _NoProgress()
+
+
+# ---- token → action ---------------------------------------------------------------------------
+def assign_tokens(offsets: np.ndarray, bounds: np.ndarray, straddle: np.ndarray | None = None) -> np.ndarray:
+    """Action index of every token.
+
+    ``offsets``: int ``[n, 2]`` token spans in the response; ``bounds``: int ``[m + 1]`` action
+    starts followed by the response length (actions tile the response).
+    """
+    n, m = len(offsets), len(bounds) - 1
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if m <= 0:
+        raise ValueError("cannot assign tokens to a response without actions")
+    starts, ends = bounds[:-1], bounds[1:]
+    s = np.clip(offsets[:, 0], 0, bounds[-1])
+    e = np.clip(offsets[:, 1], 0, bounds[-1])
+    first = np.minimum(np.searchsorted(ends, s, side="right"), m - 1)  # action holding char s
+    last = np.minimum(np.searchsorted(ends, np.maximum(e - 1, s), side="right"), m - 1)
+    owner = first.copy()
+    for i in np.flatnonzero(last > first):  # rare: a token spanning actions
+        ks = np.arange(first[i], last[i] + 1)
+        overlap = np.minimum(e[i], ends[ks]) - np.maximum(s[i], starts[ks])
+        owner[i] = ks[int(np.argmax(overlap))]  # argmax takes the first maximum: earlier wins
+    zero_width = e <= s
+    for i in np.flatnonzero(zero_width)[::-1]:  # backwards, so runs of them follow the next token
+        if i + 1 < n:
+            owner[i] = owner[i + 1]
+    if straddle is not None:
+        owner[np.asarray(straddle, dtype=bool)] = 0
+    return owner
+
+
+@dataclass(frozen=True)
+class ActionScores:
+    """Per-action sums for one role: arrays of length ``m`` (number of actions)."""
+
+    n_tokens: np.ndarray
+    sum_logp: np.ndarray
+    truncated: np.ndarray
+    straddle: np.ndarray
+
+    @property
+    def p(self) -> np.ndarray:
+        """Geometric mean of the token probabilities; NaN for an action without tokens."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n_tokens > 0, np.exp(self.sum_logp / np.maximum(self.n_tokens, 1)), np.nan)
+
+
+def action_scores(tokens: TokenScores, actions: Sequence[Action]) -> ActionScores:
+    m = len(actions)
+    bounds = np.array([a.start for a in actions] + [actions[-1].end if actions else 0], dtype=np.int64)
+    owner = assign_tokens(tokens.offsets, bounds, tokens.straddle)
+    scored = np.isfinite(tokens.logprobs)  # the very first token of a sequence has no logp
+    return ActionScores(
+        n_tokens=np.bincount(owner[scored], minlength=m).astype(np.int64),
+        sum_logp=np.bincount(owner[scored], weights=tokens.logprobs[scored], minlength=m),
+        truncated=np.bincount(owner, weights=tokens.truncated, minlength=m) > 0,
+        straddle=np.bincount(owner, weights=tokens.straddle, minlength=m) > 0,
+    )
+
+
+# ---- the job ----------------------------------------------------------------------------------
+@dataclass
+class ScoringReport:
+    """What a job did: per role, how many records were scored fresh vs served by the cache."""
+
+    fresh: dict[str, int]
+    cached: dict[str, int]
+    model_loads: dict[str, int]
+
+
+def build_backends(specs: Mapping[str, ModelSpec]) -> dict[str, ScoringBackend]:
+    """One backend per distinct spec (two roles with the same model share it)."""
+    by_spec: dict[ModelSpec, ScoringBackend] = {}
+    for spec in specs.values():
+        if spec not in by_spec:
+            by_spec[spec] = create_backend(spec)
+    return {role: by_spec[spec] for role, spec in specs.items()}
+
+
+def segment_records(
+    records: Sequence[Record], backends: Mapping[str, ScoringBackend], segmenter: str = "paper",
+    extra_markers: Sequence[str] = (),
+) -> dict[str, list[Action]]:
+    """One segmentation for all models: markers = reasoning markers ∪ every loaded tokenizer's
+    special tokens ∪ ``extra_markers``."""
+    special = [t for b in backends.values() for t in b.facts().special_tokens]
+    markers = marker_set([*special, *extra_markers])
+    return {r.record_id: segment(r.response, markers, segmenter) for r in records}
+
+
+def score_role(
+    backend: ScoringBackend, records: Sequence[Record], cache: TokenCache,
+    progress: ProgressBar,
+) -> tuple[dict[str, TokenScores], int]:
+    """Token scores of every record under one model; returns them and how many were fresh."""
+    out: dict[str, TokenScores] = {}
+    fresh = 0
+    for record in records:
+        context = backend.render_context(record.prompt)
+        key = cache_key(backend.fingerprint, context, record.response)
+        scores = cache.get(key)
+        if scores is None:
+            scores = backend.score(context, record.response)
+            cache.put(key, scores)
+            fresh += 1
+        out[record.record_id] = scores
+        progress.update(1)
+    return out, fresh
+
+
+def score_records(
+    records: Sequence[Record],
+    specs: Mapping[str, ModelSpec],
+    *,
+    segmenter: str = "paper",
+    extra_markers: Sequence[str] = (),
+    cache: TokenCache | None = None,
+    progress: ProgressFactory = no_progress,
+    backends: Mapping[str, ScoringBackend] | None = None,
+) -> tuple[pd.DataFrame, ScoringReport]:
+    """Score ``records`` under every role in ``specs`` and return the action table.
+
+    Models are loaded one at a time (lazily, only on a cache miss) and freed before the next.
+    """
+    unknown = set(specs) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    ids = [r.record_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("record_id values must be unique within one job")
+    cache = cache if cache is not None else TokenCache()
+    backends = dict(backends) if backends is not None else build_backends(specs)
+    actions = segment_records(records, backends, segmenter, extra_markers)
+    per_role: dict[str, dict[str, ActionScores]] = {}
+    report = ScoringReport({}, {}, {})
+    for role in (r for r in ROLES if r in specs):
+        backend = backends[role]
+        loads_before = backend.load_count
+        bar = progress(f"{role}: {backend.spec.label}", len(records))
+        try:
+            tokens, fresh = score_role(backend, records, cache, bar)
+        finally:
+            bar.close()
+            # One model in memory at a time. A role sharing this model later finds its
+            # scores in the cache, so it will not load it again.
+            backend.unload()
+        per_role[role] = {rid: action_scores(tokens[rid], actions[rid]) for rid in ids if actions[rid]}
+        report.fresh[role] = fresh
+        report.cached[role] = len(records) - fresh
+        report.model_loads[role] = backend.load_count - loads_before
+    return action_table(records, actions, per_role), report
+
+
+def action_table(
+    records: Sequence[Record], actions: Mapping[str, list[Action]],
+    per_role: Mapping[str, Mapping[str, ActionScores]],
+) -> pd.DataFrame:
+    """Assemble SPEC §2's table: one row per action, per-role columns, ``cum_tokens``."""
+    frames = []
+    for record in records:
+        acts = actions[record.record_id]
+        if not acts:
+            continue
+        frame = {
+            "record_id": record.record_id,
+            "question_id": record.question_id,
+            "action_index": np.arange(len(acts), dtype=np.int64),
+            "start": np.array([a.start for a in acts], dtype=np.int64),
+            "end": np.array([a.end for a in acts], dtype=np.int64),
+            "text": [a.text for a in acts],
+            "kind": [a.kind for a in acts],
+            "correct": record.correct,
+            "source": record.source,
+            "n_chars": np.array([a.end - a.start for a in acts], dtype=np.int64),
+        }
+        for role, by_record in per_role.items():
+            s = by_record[record.record_id]
+            frame.update(dict(zip(role_columns(role), (s.n_tokens, s.sum_logp, s.p, s.truncated, s.straddle))))
+        cum_role = "distilled" if "distilled" in per_role else "student" if "student" in per_role else None
+        if cum_role:
+            frame["cum_tokens"] = np.cumsum(per_role[cum_role][record.record_id].n_tokens)
+        frames.append(pd.DataFrame(frame))
+    if not frames:
+        cols = BASE_COLUMNS + [c for role in per_role for c in role_columns(role)] + ["cum_tokens"]
+        return pd.DataFrame(columns=cols)
+    table = pd.concat(frames, ignore_index=True)
+    table["correct"] = table["correct"].astype("boolean")
+    return table

@@ -1,0 +1,169 @@
+"""The Hugging Face backend on the two real packaged models."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import skythought_rows
+from rdpt_core.backends import available_backends, create_backend
+from rdpt_core.models import with_overrides
+from rdpt_core.scoring import action_scores, assign_tokens
+from rdpt_core.segment import marker_set, segment
+
+pytestmark = pytest.mark.slow
+
+
+def test_registry_knows_the_hf_backend_and_rejects_unknown_names(smollm2_spec):
+    assert "hf" in available_backends()
+    with pytest.raises(ValueError, match="unknown backend 'vllm'"):
+        create_backend(with_overrides(smollm2_spec, backend="vllm"))
+
+
+def test_tokenizer_facts(smollm2, gemma):
+    s, g = smollm2.facts(), gemma.facts()
+    assert (s.vocab_size, s.adds_bos, s.has_chat_template, s.context_window) == (49152, False, True, 8192)
+    assert (g.vocab_size, g.adds_bos, g.has_chat_template, g.context_window) == (262144, True, False, 32768)
+    assert g.bos_token == "<bos>" and "<eos>" in g.special_tokens
+    assert "<|im_start|>" in s.special_tokens
+
+
+def test_gemma_gets_exactly_one_bos_and_smollm2_none(smollm2, gemma, gemma_spec):
+    bos = gemma.tokenizer.bos_token_id
+    ids, offsets, n_prefix = gemma.encode("Question\n\n", "Answer.")
+    assert ids[0] == bos and ids.count(bos) == 1 and n_prefix == 1 and offsets[0].tolist() == [0, 0]
+    # a context that already starts with <bos> (as Gemma chat templates do) gets no second one
+    with_bos = create_backend(with_overrides(gemma_spec, raw_template="<bos>{prompt}\n\n"))
+    ctx = with_bos.render_context("Question")
+    ids2, _, n_prefix2 = with_bos.encode(ctx, "Answer.")
+    assert ctx.startswith("<bos>") and ids2.count(bos) == 1 and n_prefix2 == 0
+    s_ids, _, s_prefix = smollm2.encode("Question\n\n", "Answer.")
+    assert s_prefix == 0 and s_ids == smollm2.tokenizer("Question\n\nAnswer.", add_special_tokens=False).input_ids
+
+
+def test_gemma_scores_the_first_response_token_thanks_to_bos(gemma):
+    scores = gemma.score("", "Hello world.")
+    assert np.isfinite(scores.logprobs).all()  # BOS precedes even an empty context
+
+
+def test_chat_template_versus_raw(smollm2, smollm2_spec, gemma, gemma_spec):
+    chat = smollm2.render_context("What is 2+2?")
+    assert chat == smollm2.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True, tokenize=False)
+    assert chat.endswith("<|im_start|>assistant\n") and "What is 2+2?" in chat
+    raw_backend = create_backend(with_overrides(smollm2_spec, template="raw"))
+    assert raw_backend.render_context("What is {x}? 2+2") == "What is {x}? 2+2\n\n"  # braces kept
+    custom = create_backend(with_overrides(smollm2_spec, template="raw", raw_template="Q: {prompt}\nA:"))
+    assert custom.render_context("2+2?") == "Q: 2+2?\nA:"
+    response = "2 + 2 = 4. The answer is 4."
+    chat_lp = smollm2.score(chat, response).logprobs
+    raw_lp = raw_backend.score(raw_backend.render_context("What is 2+2?"), response).logprobs
+    assert len(chat_lp) == len(raw_lp) and not np.allclose(chat_lp, raw_lp, atol=1e-3)
+    assert gemma.render_context("Hi") == "Hi\n\n"  # base model: auto falls back to raw
+    with pytest.raises(ValueError, match="no chat template"):
+        create_backend(with_overrides(gemma_spec, template="chat")).render_context("Hi")
+
+
+WORKED = (
+    "<|begin_of_thought|>\n\nSo x = 3. Then y? Yes!\n\nWait, \\boxed{3}\n\nOk.<|end_of_thought|>"
+    "\n\n<|begin_of_solution|>\n\nFinal: 3.  "
+)
+
+
+@pytest.mark.parametrize("which", ["smollm2", "gemma"])
+def test_bpe_token_across_an_action_boundary(which, request):
+    # Neither vocabulary merges punctuation with the whitespace after it, but both have ".<":
+    # in "Ok.<|end_of_thought|>" it holds one character of the sentence and one of the marker,
+    # a tie, so it belongs to the earlier action, the sentence.
+    backend = request.getfixturevalue(which)
+    actions = segment(WORKED, marker_set(backend.facts().special_tokens))
+    scores = backend.score("Solve.\n\n", WORKED)
+    crossing = [(i, a) for i, (s, e) in enumerate(scores.offsets) for a in actions[1:] if s < a.start < e]
+    assert [(WORKED[slice(*scores.offsets[i])], a.text) for i, a in crossing] == [(".<", "<|end_of_thought|>")]
+    owner = assign_tokens(scores.offsets, np.array([a.start for a in actions] + [len(WORKED)]))
+    assert actions[owner[crossing[0][0]]].text == "\n\nOk."
+    per_action = action_scores(scores, actions)
+    assert per_action.n_tokens.sum() == np.isfinite(scores.logprobs).sum()
+
+
+def test_token_straddling_the_context_seam_is_flagged(gemma):
+    # context ends with "\n" and the response starts with "\n": Gemma has one "\n\n" token.
+    scores = gemma.score("Question\n", "\nAnswer. More.")
+    assert scores.straddle[0] and not scores.straddle[1:].any()
+    assert scores.offsets[0].tolist()[0] == 0
+    assert action_scores(scores, segment("\nAnswer. More.", markers=[])).straddle.tolist() == [True, False]
+
+
+def _window_reference(ref, ids, window, left):
+    """Plain forward passes over the windows the documented rule prescribes."""
+    logp = [None] * len(ids)
+    pos = 1
+    while pos < len(ids):
+        start = 0 if pos < window else pos - left
+        stop = min(start + window, len(ids))
+        with torch.no_grad():
+            out = torch.log_softmax(ref.model(torch.tensor([ids[start:stop]])).logits[0].double(), -1)
+        for p in range(pos, stop):
+            logp[p] = out[p - start - 1, ids[p]].item()
+        pos = stop
+    return logp
+
+
+def test_sliding_window_matches_plain_windows(smollm2_spec, smollm2_ref):
+    small = create_backend(with_overrides(smollm2_spec, max_context=96, min_left_context=40))
+    response = skythought_rows("math500.gemma-2-27b-it")[1]["code"][0][:1200]
+    context = small.render_context("Solve it.")
+    scores = small.score(context, response)
+    ids, _, n_prefix = small.encode(context, response)
+    assert len(ids) > 2 * 96  # several windows
+    want = _window_reference(smollm2_ref, ids, 96, 40)
+    first = len(ids) - scores.n_tokens
+    assert np.allclose(scores.logprobs, want[first:], atol=1e-5)
+    assert scores.truncated.tolist() == [p >= 96 for p in range(first, len(ids))]
+
+
+def test_response_longer_than_smollm2_window_is_scored_and_flagged(smollm2):
+    rows = skythought_rows("aime24.sky-t1-correct-5k-27b")
+    response = "\n\n".join(r["code"][0] for r in rows[:3])  # ~12k real tokens > 8,192
+    context = smollm2.render_context(rows[0]["question"])
+    ids, _, _ = smollm2.encode(context, response)
+    assert len(ids) > 8192
+    scores = smollm2.score(context, response)
+    first = len(ids) - scores.n_tokens
+    assert np.isfinite(scores.logprobs).all()
+    assert scores.truncated.tolist() == [p >= 8192 for p in range(first, len(ids))]
+    per_action = action_scores(scores, segment(response, marker_set(smollm2.facts().special_tokens)))
+    assert per_action.truncated.any() and not per_action.truncated[0]
+    assert np.isfinite(per_action.p[per_action.n_tokens > 0]).all()
+    smollm2.unload()
+
+
+@pytest.mark.parametrize("quantization", ["nf4", "8bit"])
+def test_bitsandbytes_quantized_models_load_and_score(smollm2_spec, smollm2, quantization):
+    response = "First we add the numbers. Then we check the result. The answer is 7."
+    context = smollm2.render_context("What is 3 + 4?")
+    quant = create_backend(with_overrides(smollm2_spec, quantization=quantization))
+    q_scores = quant.score(context, response)
+    fp32 = smollm2.score(context, response)
+    assert quant.fingerprint != smollm2.fingerprint  # cached separately
+    assert np.isfinite(q_scores.logprobs).all()
+    assert np.array_equal(q_scores.offsets, fp32.offsets)
+    # quantization perturbs, it does not scramble: per-token log-probs stay strongly correlated
+    assert np.corrcoef(q_scores.logprobs, fp32.logprobs)[0, 1] > 0.9
+    quant.unload()
+    assert not quant.is_loaded
+
+
+def test_unload_frees_the_model_and_the_next_score_reloads(smollm2):
+    smollm2.score("Q\n\n", "A.")
+    before = smollm2.load_count
+    smollm2.unload()
+    assert not smollm2.is_loaded
+    smollm2.score("Q\n\n", "A.")
+    assert smollm2.load_count == before + 1
+
+
+def test_log_probs_are_log_probabilities(gemma):
+    scores = gemma.score("The capital of France is", " Paris.")
+    assert (scores.logprobs <= 0).all() and math.exp(scores.logprobs[0]) > 1e-4

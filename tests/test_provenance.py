@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rdpt_core.provenance import classify3, classify4, classify_table
+
+
+def one4(p_t, p_s, p_d, alpha=0.125, beta=0.25):
+    return classify4([p_t], [p_s], [p_d], alpha, beta)[0]
+
+
+# Values below are exact in binary (multiples of 1/64), so "equal to α/β" is truly equal.
+@pytest.mark.parametrize(
+    "p_t, p_s, p_d, expected",
+    [
+        (0.5, 0.5, 0.5, "Shared"),
+        # every |Δ| exactly α → still Shared (≤)
+        (0.5, 0.375, 0.4375, "Shared"),  # Δ_TS = .125, Δ_SD = -.0625, Δ_TD = .0625
+        (0.5, 0.5, 0.625, "Shared"),  # Δ_TD = Δ_SD = -α, Δ_TS = 0
+        # one |Δ| just over α → no longer Shared; Δ_TS = 0 → Boosted
+        (0.5, 0.5, 0.640625, "Boosted"),
+        # Δ_TS exactly β → not Teacher (>), not Student → Boosted
+        (0.75, 0.5, 0.5, "Boosted"),
+        (0.5, 0.75, 0.5, "Boosted"),
+        # Δ_TS just over β → Teacher / Student
+        (0.765625, 0.5, 0.5, "Teacher"),
+        (0.5, 0.765625, 0.5, "Student"),
+        # cascade order: Shared is tested first, so a small Δ_TS with α ≥ β is Shared, not Teacher
+    ],
+)
+def test_cascade_at_exact_boundaries(p_t, p_s, p_d, expected):
+    assert one4(p_t, p_s, p_d) == expected
+
+
+def test_shared_wins_over_teacher_when_alpha_exceeds_beta():
+    # Δ_TS = 0.125 > β = 0.0625, but all |Δ| ≤ α = 0.25 → Shared comes first in the cascade.
+    assert classify4([0.625], [0.5], [0.5625], alpha=0.25, beta=0.0625)[0] == "Shared"
+
+
+def test_decimal_boundaries_follow_the_formula_not_float_rounding():
+    # 0.3 - 0.2 = 0.09999999999999998 and 0.7 - 0.6 = 0.09999999999999998 in floats;
+    # 0.4 - 0.3 = 0.10000000000000003. All mean "equal to 0.1".
+    assert classify3([0.3, 0.4, 0.2], [0.2, 0.3, 0.3], beta=0.1).tolist() == ["Common"] * 3
+    assert one4(0.4, 0.3, 0.35, alpha=0.1, beta=0.1) == "Shared"
+
+
+def test_three_classes_before_training():
+    got = classify3([0.9, 0.1, 0.5, 0.5, np.nan], [0.1, 0.9, 0.55, 0.25, 0.5], beta=0.25)
+    assert got.tolist() == ["Teacher", "Student", "Common", "Common", "Unscored"]
+
+
+def test_missing_probability_is_unscored():
+    assert classify4([np.nan, 0.5], [0.5, 0.5], [0.5, np.nan]).tolist() == ["Unscored", "Unscored"]
+
+
+def test_thresholds_are_validated():
+    with pytest.raises(ValueError, match="beta"):
+        classify3([0.5], [0.5], beta=-0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        classify4([0.5], [0.5], [0.5], alpha=2)
+
+
+def test_classify_table_adds_both_columns_and_keeps_the_input():
+    table = pd.DataFrame({"p_teacher": [0.9, 0.5], "p_student": [0.1, 0.5], "p_distilled": [0.5, 0.5]})
+    out = classify_table(table, alpha=0.1, beta=0.1)
+    assert out["cls"].tolist() == ["Teacher", "Shared"]
+    assert out["cls3"].tolist() == ["Teacher", "Common"]
+    assert "cls" not in table.columns
+    no_d = classify_table(table.drop(columns="p_distilled"), beta=0.1)
+    assert "cls" not in no_d.columns and no_d["cls3"].tolist() == ["Teacher", "Common"]
+    with pytest.raises(ValueError, match="p_student"):
+        classify_table(table.drop(columns="p_student"))

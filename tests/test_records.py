@@ -1,0 +1,508 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rdpt_core.records import (
+    ColumnMapping,
+    LoadResult,
+    Record,
+    RecordIssue,
+    RecordsError,
+    load_records,
+    records_from_rows,
+    records_to_frame,
+    write_records_jsonl,
+)
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    """Rows that are str are written verbatim (to plant broken lines)."""
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def brief(issues: list[RecordIssue]) -> list[tuple[int, str | None]]:
+    return [(issue.line, issue.field) for issue in issues]
+
+
+# ---------------------------------------------------------------- flat layout, JSONL
+
+def test_jsonl_flat_all_fields(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "data.jsonl", [
+        {"record_id": "a", "question_id": "q1", "prompt": "1+1?", "response": "2", "correct": True,
+         "source": "teacher", "difficulty": 3},
+        {"record_id": 7, "question_id": 1, "prompt": "2+2?", "response": "5", "correct": 0},
+    ])
+    result = load_records(path)
+    assert result.issues == []
+    assert result.records == [
+        Record("a", "q1", "1+1?", "2", True, "teacher", {"difficulty": 3}),
+        Record("7", "1", "2+2?", "5", False, None, {}),
+    ]
+
+
+def test_missing_ids_use_line_number_and_question_id_equals_record_id(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "response": "r"}, "",
+                                               {"prompt": "p2", "response": "r2"}])
+    records = load_records(path).records
+    assert [(r.record_id, r.question_id) for r in records] == [("1", "1"), ("3", "3")]
+
+
+def test_source_argument_fills_only_rows_without_source(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"prompt": "p", "response": "r", "source": "gemma"},
+        {"prompt": "p", "response": "r", "source": ""},
+        {"prompt": "p", "response": "r"},
+    ])
+    records = load_records(path, source="sky-t1").records
+    assert [r.source for r in records] == ["gemma", "sky-t1", "sky-t1"]
+
+
+@pytest.mark.parametrize("prompt_key, response_key", [
+    ("question", "output"), ("instruction", "completion"),
+    ("input", "answer_text"), ("problem", "generation"),
+])
+def test_default_mapping_accepts_aliases(tmp_path: Path, prompt_key: str,
+                                         response_key: str) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{prompt_key: "Q", response_key: "A", "x": 1}])
+    assert load_records(path).records == [Record("1", "1", "Q", "A", None, None, {"x": 1})]
+
+
+def test_custom_mapping_reads_named_columns_and_disables_aliases(tmp_path: Path) -> None:
+    mapping = ColumnMapping(prompt="q", response="a", record_id="id", question_id=None,
+                            correct="ok", source=None)
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"id": "r1", "q": "Q", "a": "A", "ok": "yes", "source": "kept in meta"},
+        {"id": "r2", "question": "Q", "output": "A"},
+    ])
+    result = load_records(path, mapping=mapping, lenient=True)
+    assert result.records == [Record("r1", "r1", "Q", "A", True, None, {"source": "kept in meta"})]
+    assert brief(result.issues) == [(2, "q")]
+    assert result.issues[0].message == "missing column 'q'"
+
+
+def test_missing_response_names_the_field_and_the_aliases(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p"}])
+    result = load_records(path, lenient=True)
+    assert result.records == []
+    assert str(result.issues[0]) == (
+        f"{path}, line 1, field 'response': missing column 'response' "
+        "(also tried output, completion, answer_text, generation)")
+
+
+def test_non_string_prompt_is_an_issue(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": 42, "response": "r"},
+                                               {"prompt": "p", "response": None}])
+    result = load_records(path, lenient=True)
+    assert [str(i) for i in result.issues] == [
+        f"{path}, line 1, field 'prompt': expected a string, got 42",
+        f"{path}, line 2, field 'response': expected a string, got null",
+    ]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (True, True), (False, False), (1, True), (0, False), (1.0, True), (None, None), ("", None),
+    ("TRUE", True), ("false", False), ("Yes", True), ("no", False), ("1", True), ("0", False),
+    ("Correct", True), ("incorrect", False), (" null ", None), ("NaN", None), (float("nan"), None),
+])
+def test_correct_values_accepted(raw: Any, expected: bool | None) -> None:
+    result = records_from_rows([(1, {"prompt": "p", "response": "r", "correct": raw})],
+                               file="mem", layout="flat")
+    assert result.records[0].correct is expected
+
+
+@pytest.mark.parametrize("raw, shown", [("maybe", "'maybe'"), (2, "2"), ([True], "a list")])
+def test_correct_values_rejected(raw: Any, shown: str) -> None:
+    with pytest.raises(RecordsError) as info:
+        records_from_rows([(4, {"prompt": "p", "response": "r", "correct": raw})], file="mem",
+                          layout="flat")
+    assert [str(i) for i in info.value.issues] == [
+        f"mem, line 4, field 'correct': expected true/false/null, got {shown}"]
+
+
+@pytest.mark.parametrize("raw", ["", "   ", None, 1.5, True])
+def test_bad_ids_are_issues(raw: Any) -> None:
+    result = records_from_rows([(1, {"record_id": raw, "prompt": "p", "response": "r"})],
+                               file="mem", layout="flat", lenient=True)
+    assert result.records == []
+    assert brief(result.issues) == [(1, "record_id")]
+
+
+def test_meta_object_is_unpacked_and_other_columns_added() -> None:
+    rows = [(1, {"prompt": "p", "response": "r", "meta": {"gt": "3"}, "tag": "x"}),
+            (2, {"prompt": "p", "response": "r", "meta": '{"gt": "4"}'}),
+            (3, {"prompt": "p", "response": "r", "meta": "free text"})]
+    records = records_from_rows(rows, file="mem").records
+    assert [r.meta for r in records] == [
+        {"gt": "3", "tag": "x"}, {"gt": "4"}, {"meta": "free text"}]
+
+
+# ---------------------------------------------------------------- strict and lenient
+
+def test_strict_mode_raises_with_file_line_and_field(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "data.jsonl", [
+        {"prompt": "p", "response": "r", "correct": True},
+        {"prompt": "p", "response": "r", "correct": False},
+        {"prompt": "p", "response": "r", "correct": "maybe"},
+    ])
+    with pytest.raises(RecordsError) as info:
+        load_records(path)
+    issue = RecordIssue(str(path), 3, "correct", "expected true/false/null, got 'maybe'")
+    assert info.value.issues == [issue]
+    assert str(issue) == f"{path}, line 3, field 'correct': expected true/false/null, got 'maybe'"
+    assert str(info.value) == f"1 problem(s) in the input:\n  {issue}"
+    assert isinstance(info.value, ValueError)
+
+
+def test_strict_error_lists_first_five_issues_then_count() -> None:
+    rows = [(n, {"prompt": "p"}) for n in range(1, 9)]
+    with pytest.raises(RecordsError) as info:
+        records_from_rows(rows, file="f.jsonl", layout="flat")
+    assert len(info.value.issues) == 8
+    lines = str(info.value).splitlines()
+    assert lines[0] == "8 problem(s) in the input:"
+    assert lines[1].startswith("  f.jsonl, line 1, field 'response': missing column 'response'")
+    assert lines[5].startswith("  f.jsonl, line 5, ")
+    assert lines[6] == "  ... and 3 more"
+    assert len(lines) == 7
+
+
+def test_lenient_keeps_good_lines_around_bad_lines(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        {"record_id": "a", "prompt": "p", "response": "r1"},
+        '{"record_id": "b", "prompt": "p", ',  # broken JSON
+        {"record_id": "c", "prompt": "p", "response": "r3"},
+        {"record_id": "d", "prompt": "p", "response": "r4", "correct": "maybe"},
+        {"record_id": "e", "prompt": "p", "response": "r5", "correct": "yes"},
+        {"record_id": "f", "prompt": "p"},
+        {"record_id": "g", "prompt": "p", "response": "r7"},
+    ])
+    result = load_records(path, lenient=True)
+    assert [(r.record_id, r.response, r.correct) for r in result.records] == [
+        ("a", "r1", None), ("c", "r3", None), ("e", "r5", True), ("g", "r7", None)]
+    assert brief(result.issues) == [(2, None), (4, "correct"), (6, "response")]
+    assert str(result.issues[0]).startswith(f"{path}, line 2: invalid JSON: ")
+    with pytest.raises(RecordsError) as info:
+        load_records(path)
+    assert brief(info.value.issues) == [(2, None), (4, "correct"), (6, "response")]
+
+
+def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [[1, 2], {"prompt": "p", "response": "r"}])
+    result = load_records(path, lenient=True)
+    assert [r.record_id for r in result.records] == ["2"]
+    assert [str(i) for i in result.issues] == [f"{path}, line 1: expected an object, got a list"]
+
+
+def test_duplicate_record_id_reports_later_line_and_drops_it(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"record_id": "x", "prompt": "p", "response": "first"},
+        {"record_id": "y", "prompt": "p", "response": "other"},
+        {"record_id": "x", "prompt": "p", "response": "second"},
+    ])
+    result = load_records(path, lenient=True)
+    assert [(r.record_id, r.response) for r in result.records] == [("x", "first"), ("y", "other")]
+    assert [str(i) for i in result.issues] == [
+        f"{path}, line 3, field 'record_id': duplicate record_id 'x' (first on line 1)"]
+    with pytest.raises(RecordsError):
+        load_records(path)
+
+
+# ---------------------------------------------------------------- formats
+
+def test_unknown_extension_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "data.txt"
+    path.write_text('{"prompt": "p", "response": "r"}\n')
+    with pytest.raises(ValueError, match="data.txt"):
+        load_records(path)
+    assert load_records(path, fmt="jsonl").records == [Record("1", "1", "p", "r")]
+
+
+def test_ndjson_extension_is_jsonl(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.NDJSON", [{"prompt": "p", "response": "r"}])
+    assert load_records(path).records == [Record("1", "1", "p", "r")]
+
+
+@pytest.mark.parametrize("wrap", [None, "data", "records"])
+def test_json_list_or_wrapped_list(tmp_path: Path, wrap: str | None) -> None:
+    items = [{"record_id": "a", "prompt": "p", "response": "r"}, {"prompt": "p2", "response": "r2"}]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(items if wrap is None else {wrap: items, "version": 1}, indent=2))
+    assert load_records(path).records == [Record("a", "a", "p", "r"), Record("2", "2", "p2", "r2")]
+
+
+def test_json_issues_count_items(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"prompt": "p", "response": "r"}, {"prompt": "p"}], indent=2))
+    result = load_records(path, lenient=True)
+    assert [r.record_id for r in result.records] == ["1"]
+    assert str(result.issues[0]).startswith(f"{path}, item 2, field 'response': missing column")
+
+
+def test_json_broken_or_wrong_shape_is_a_whole_file_issue(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"prompt": "p",\n  oops}\n]')
+    result = load_records(broken, lenient=True)
+    assert result.records == []
+    assert [str(i) for i in result.issues] == [
+        f"{broken}: invalid JSON at line 3, column 3: "
+        "Expecting property name enclosed in double quotes"]
+    shape = tmp_path / "shape.json"
+    shape.write_text('{"rows": []}')
+    with pytest.raises(RecordsError, match="'data' or 'records' list"):
+        load_records(shape)
+
+
+def test_csv_multiline_quoted_fields_keep_physical_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "record_id,prompt,response,correct,model\n"        # line 1
+        'a,"Line one\nline two",Short,yes,m1\n'             # lines 2-3
+        'b,P,"Step 1.\n\nStep 2, done.\nEnd",no,m2\n'      # lines 4-7
+        'c,P,"R\nR",maybe,m3\n'                             # lines 8-9: bad correct
+        '"d",P,"x\ny",1,m4\n'                               # lines 10-11
+        "e,P\n",                                            # line 12: too few fields
+        encoding="utf-8")
+    result = load_records(path, lenient=True)
+    assert result.records == [
+        Record("a", "a", "Line one\nline two", "Short", True, None, {"model": "m1"}),
+        Record("b", "b", "P", "Step 1.\n\nStep 2, done.\nEnd", False, None, {"model": "m2"}),
+        Record("d", "d", "P", "x\ny", True, None, {"model": "m4"}),
+    ]
+    assert [str(i) for i in result.issues] == [
+        f"{path}, line 8, field 'correct': expected true/false/null, got 'maybe'",
+        f"{path}, line 12: expected 5 fields, got 2",
+    ]
+
+
+def test_csv_generated_ids_are_the_starting_lines(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('prompt,response\n"a\nb\nc",r\n\np,"x\r\ny"\nq,z\n', encoding="utf-8")
+    records = load_records(path).records
+    assert [(r.record_id, r.prompt, r.response) for r in records] == [
+        ("2", "a\nb\nc", "r"), ("6", "p", "x\r\ny"), ("8", "q", "z")]
+
+
+def test_csv_long_field_and_bom(tmp_path: Path) -> None:
+    long = "word " * 60_000  # 300k characters: over csv's default field limit
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"prompt": ["p"], "response": [long]}).to_csv(path, index=False,
+                                                                encoding="utf-8-sig")
+    assert load_records(path).records == [Record("2", "2", "p", long)]
+
+
+def test_parquet_columns_become_plain_python(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({
+        "record_id": ["r1", "r2"], "question_id": [10, 10], "prompt": ["p", "p"],
+        "response": ["a", "b"], "correct": [True, False], "tags": [["x", "y"], []],
+        "score": [0.5, np.nan],
+    }).to_parquet(path)
+    result = load_records(path)
+    assert result.records == [
+        Record("r1", "10", "p", "a", True, None, {"tags": ["x", "y"], "score": 0.5}),
+        Record("r2", "10", "p", "b", False, None, {"tags": [], "score": None}),
+    ]
+    assert type(result.records[0].meta["tags"]) is list
+
+
+def test_parquet_issue_counts_rows(tmp_path: Path) -> None:
+    path = tmp_path / "d.pq"
+    pd.DataFrame({"prompt": ["p", "p"], "response": ["r", None]}).to_parquet(path)
+    result = load_records(path, lenient=True)
+    assert [str(i) for i in result.issues] == [
+        f"{path}, row 2, field 'response': expected a string, got null"]
+
+
+def test_parquet_round_trip_through_records_to_frame(tmp_path: Path) -> None:
+    records = [
+        Record("a", "q", "p", "r1", True, "teacher", {"gt": "3", "level": 2}),
+        Record("b", "q", "p", "r2", None, None, {}),
+        Record("c", "q2", "p2", "r3", False, "student",
+               {"history": [{"role": "user", "content": "hi"}]}),
+    ]
+    frame = records_to_frame(records)
+    frame["meta"] = frame["meta"].map(json.dumps)  # heterogeneous dicts are stored as JSON text
+    path = tmp_path / "round.parquet"
+    frame.to_parquet(path)
+    assert load_records(path).records == records
+
+
+def test_jsonl_round_trip(tmp_path: Path) -> None:
+    records = [
+        Record("0:0", "0", "Q\n", "<think>x</think>", True, "sky", {"gt": "1", "pred": "1"}),
+        Record("0:1", "0", "Q\n", "é \u2028 ✓", None, None, {}),
+    ]
+    path = tmp_path / "out.jsonl"
+    write_records_jsonl(records, path)
+    assert path.read_bytes().count(b"\n") == 2  # U+2028 stays inside its line
+    assert load_records(path).records == records
+
+
+def test_records_to_frame_columns_and_types() -> None:
+    frame = records_to_frame([Record("a", "q", "p", "r", True, "s", {"k": 1}),
+                              Record("b", "q", "p", "r")])
+    assert list(frame.columns) == ["record_id", "question_id", "prompt", "response", "correct",
+                                   "source", "meta"]
+    assert str(frame["correct"].dtype) == "boolean"
+    assert frame["correct"].tolist() == [True, pd.NA]
+    assert frame["meta"].tolist() == [{"k": 1}, {}]
+    assert list(records_to_frame([]).columns) == list(frame.columns)
+
+
+def test_records_from_rows_accepts_pandas_rows() -> None:
+    frame = pd.DataFrame({"prompt": ["p"], "response": ["r"], "correct": [np.bool_(True)],
+                          "ids": [np.array([1, 2])], "n": [np.int64(3)]})
+    rows = enumerate(frame.to_dict("records"), start=1)
+    result = records_from_rows(rows, file="pasted", layout="auto")
+    expected = Record("1", "1", "p", "r", True, None, {"ids": [1, 2], "n": 3})
+    assert result == LoadResult([expected], [])
+    assert type(result.records[0].meta["n"]) is int
+
+
+def test_unknown_layout_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown layout"):
+        records_from_rows([], file="mem", layout="alpaca")
+
+
+# ---------------------------------------------------------------- SkyThought layout
+
+SKY_ROWS = [
+    {"idx": 7, "question": "What is 2+3?", "gt": "5", "solution": "2+3=5", "level": 2,
+     "code": ["<|begin_of_thought|>\n\nIt is 5.<|end_of_thought|>", "It is 6."],
+     "pred": ["5", "6"], "report": [None, None], "score": [True, False]},
+    {"question": "Name a prime.", "gt": "2", "solution": "2",
+     "code": ["2", "4", "7"], "pred": "2", "score": [True]},
+]
+
+
+def test_skythought_one_record_per_response(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "math500.model.jsonl", SKY_ROWS)
+    result = load_records(path, source="model")
+    assert result.issues == []
+    assert result.records == [
+        Record("7:0", "7", "What is 2+3?", "<|begin_of_thought|>\n\nIt is 5.<|end_of_thought|>",
+               True, "model", {"gt": "5", "level": 2, "pred": "5"}),
+        Record("7:1", "7", "What is 2+3?", "It is 6.", False, "model",
+               {"gt": "5", "level": 2, "pred": "6"}),
+        Record("2:0", "2", "Name a prime.", "2", True, "model", {"gt": "2", "pred": "2"}),
+        Record("2:1", "2", "Name a prime.", "4", None, "model", {"gt": "2", "pred": "2"}),
+        Record("2:2", "2", "Name a prime.", "7", None, "model", {"gt": "2", "pred": "2"}),
+    ]
+
+
+def test_skythought_bad_types_name_the_element(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "sky.jsonl", [
+        {"idx": 0, "question": "Q0", "code": ["ok", 5, "fine"], "score": [True, True, "yes"]},
+        {"idx": 1, "question": "Q1", "code": ["a"], "score": "all"},
+        {"idx": 2, "question": "Q2", "code": ["b"], "score": [False], "pred": []},
+    ])
+    result = load_records(path, lenient=True)
+    assert [(r.record_id, r.correct, r.meta) for r in result.records] == [
+        ("0:0", True, {}), ("2:0", False, {"pred": None})]
+    assert [str(i) for i in result.issues] == [
+        f"{path}, line 1, field 'code[1]': expected a string, got 5",
+        f"{path}, line 1, field 'score[2]': expected true/false/null, got 'yes'",
+        f"{path}, line 2, field 'score': expected a list of true/false, got 'all'",
+    ]
+
+
+def test_skythought_duplicate_idx_is_a_duplicate_record_id(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "sky.jsonl", [{"idx": 3, "question": "Q", "code": ["a"]},
+                                                 {"idx": 3, "question": "Q", "code": ["b"]}])
+    result = load_records(path, lenient=True)
+    assert [r.response for r in result.records] == ["a"]
+    assert brief(result.issues) == [(2, "record_id")]
+
+
+def test_forced_skythought_layout_reports_missing_fields() -> None:
+    result = records_from_rows([(1, {"question": "Q", "code": "not a list"}),
+                                (2, {"prompt": "p", "response": "r"})],
+                               file="mem", layout="skythought", lenient=True)
+    assert result.records == []
+    assert brief(result.issues) == [(1, "code"), (2, "question")]
+
+
+def test_auto_layout_is_chosen_per_row(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "mix.jsonl", [
+        {"idx": 0, "question": "Q", "code": ["sky"]},
+        {"messages": [{"role": "user", "content": "U"}, {"role": "assistant", "content": "chat"}]},
+        {"question": "Q", "output": "flat"},
+    ])
+    assert [(r.record_id, r.prompt, r.response) for r in load_records(path).records] == [
+        ("0:0", "Q", "sky"), ("2", "U", "chat"), ("3", "Q", "flat")]
+
+
+# ---------------------------------------------------------------- chat layout
+
+def test_openai_messages(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "chat.jsonl", [{
+        "record_id": "c1", "question_id": "q9", "correct": "correct", "model": "gpt",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user",
+             "content": [{"type": "text", "text": "2+2"}, {"type": "text", "text": "?"}]},
+            {"role": "assistant", "content": "4"},
+        ],
+    }])
+    assert load_records(path).records == [Record(
+        "c1", "q9", "2+2?", "4", True, None,
+        {"model": "gpt", "system": "Be brief.",
+         "history": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+    )]
+
+
+def test_sharegpt_conversations(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "share.jsonl", [
+        {"id": "s1", "conversations": [{"from": "system", "value": "Sys"},
+                                       {"from": "human", "value": "Q"},
+                                       {"from": "gpt", "value": "A"}]},
+        {"conversations": [{"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"},
+                           {"from": "human", "value": "trailing, no answer"}]},
+    ])
+    assert load_records(path, source="teacher").records == [
+        Record("1", "1", "Q", "A", None, "teacher", {"id": "s1", "system": "Sys"}),
+        Record("2", "2", "Q2", "A2", None, "teacher", {}),
+    ]
+
+
+def test_chat_turns_between_prompt_and_answer_go_to_meta() -> None:
+    row = {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "draft"},
+                        {"role": "assistant", "content": "final"}]}
+    [record] = records_from_rows([(1, row)], file="mem").records
+    assert (record.prompt, record.response) == ("Q", "final")
+    assert record.meta == {"between": [{"role": "assistant", "content": "draft"}]}
+
+
+def test_chat_problems_are_issues(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "chat.jsonl", [
+        {"messages": [{"role": "user", "content": "Q"}]},
+        {"conversations": [{"from": "gpt", "value": "A"}]},
+        {"messages": [{"role": "user", "content": "Q"}, "oops"]},
+        {"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "A"}]},
+        {"messages": [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]},
+    ])
+    result = load_records(path, lenient=True)
+    assert [(r.record_id, r.response) for r in result.records] == [("5", "fine")]
+    assert [str(i) for i in result.issues] == [
+        f"{path}, line 1, field 'messages': no assistant turn",
+        f"{path}, line 2, field 'conversations': no user turn before the final assistant turn",
+        f"{path}, line 3, field 'messages[1]': expected an object, got 'oops'",
+        f"{path}, line 4, field 'messages[0]': expected a string, got null",
+    ]
+
+
+def test_forced_chat_layout_without_messages() -> None:
+    result = records_from_rows([(1, {"prompt": "p", "response": "r"})], file="mem",
+                               layout="chat", lenient=True)
+    assert [str(i) for i in result.issues] == [
+        "mem, line 1, field 'messages': expected a 'messages' or 'conversations' list"]

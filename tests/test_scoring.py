@@ -1,0 +1,226 @@
+"""Token → action mapping and the action table; real-model checks against a plain forward pass."""
+
+import math
+
+import numpy as np
+import pytest
+
+from rdpt_core.backends.base import TokenScores
+from rdpt_core.records import Record
+from rdpt_core.scoring import action_scores, action_table, assign_tokens, score_records
+from rdpt_core.segment import segment
+
+
+def bounds_of(*lengths):
+    return np.cumsum([0, *lengths])
+
+
+def test_majority_of_characters_wins():
+    bounds = bounds_of(5, 5)  # actions [0,5) [5,10)
+    offsets = np.array([[0, 3], [3, 6], [4, 9], [9, 10]])
+    assert assign_tokens(offsets, bounds).tolist() == [0, 0, 1, 1]
+
+
+def test_tie_goes_to_the_earlier_action():
+    offsets = np.array([[3, 7]])  # 2 chars in each action
+    assert assign_tokens(offsets, bounds_of(5, 5)).tolist() == [0]
+
+
+def test_token_spanning_three_actions_goes_to_the_largest_share():
+    offsets = np.array([[1, 9]])  # overlaps: a0 1 char, a1 2 chars, a2 5 chars
+    assert assign_tokens(offsets, bounds_of(2, 2, 10)).tolist() == [2]
+
+
+def test_zero_width_tokens_follow_the_next_token():
+    offsets = np.array([[0, 2], [5, 5], [5, 5], [6, 9], [9, 9]])
+    # the trailing zero-width token has no next token: it stays where its position is
+    assert assign_tokens(offsets, bounds_of(3, 7)).tolist() == [0, 1, 1, 1, 1]
+    # a zero-width token at an action's start that precedes a token of the previous action
+    offsets = np.array([[3, 3], [2, 3]])
+    assert assign_tokens(offsets, bounds_of(3, 7)).tolist() == [0, 0]
+
+
+def test_straddling_token_goes_to_the_first_action():
+    offsets = np.array([[0, 5], [5, 8]])  # clipped span of a token that began in the context
+    straddle = np.array([True, False])
+    assert assign_tokens(offsets, bounds_of(2, 6), straddle).tolist() == [0, 1]
+    assert assign_tokens(offsets, bounds_of(2, 6)).tolist() == [1, 1]
+
+
+def fake_scores(offsets, logprobs, truncated=None, straddle=None):
+    n = len(offsets)
+    return TokenScores(
+        token_ids=np.arange(n), offsets=np.array(offsets).reshape(-1, 2), logprobs=np.array(logprobs, float),
+        truncated=np.zeros(n, bool) if truncated is None else np.array(truncated),
+        straddle=np.zeros(n, bool) if straddle is None else np.array(straddle),
+    )
+
+
+def test_action_probability_is_the_geometric_mean_and_empty_actions_are_nan():
+    actions = segment("Ab. Cd. Ef.", markers=[])  # [0,3) [3,7) [7,11)
+    tokens = fake_scores([[0, 3], [3, 5], [5, 7]], [math.log(0.5), math.log(0.2), math.log(0.8)],
+                         truncated=[False, False, True])
+    s = action_scores(tokens, actions)
+    assert s.n_tokens.tolist() == [1, 2, 0]
+    assert s.p[0] == pytest.approx(0.5)
+    assert s.p[1] == pytest.approx(math.sqrt(0.2 * 0.8))
+    assert math.isnan(s.p[2])
+    assert s.truncated.tolist() == [False, True, False]
+
+
+def test_first_token_without_context_is_not_counted():
+    actions = segment("Hi. Yo.", markers=[])
+    tokens = fake_scores([[0, 3], [3, 7]], [np.nan, math.log(0.25)])
+    s = action_scores(tokens, actions)
+    assert s.n_tokens.tolist() == [0, 1] and math.isnan(s.p[0]) and s.p[1] == pytest.approx(0.25)
+
+
+def test_action_table_columns_and_cumulative_tokens():
+    rec = Record("r1", "q1", "P", "Ab. Cd.", correct=True, source="D")
+    acts = {"r1": segment(rec.response, markers=[])}
+    tok = fake_scores([[0, 1], [1, 3], [3, 7]], np.log([0.5, 0.5, 0.5]))
+    per_role = {role: {"r1": action_scores(tok, acts["r1"])} for role in ("teacher", "student", "distilled")}
+    table = action_table([rec], acts, per_role)
+    for col in ["record_id", "question_id", "action_index", "start", "end", "text", "kind", "correct",
+                "n_tokens_teacher", "sum_logp_student", "p_distilled", "cum_tokens"]:
+        assert col in table.columns
+    assert table["cum_tokens"].tolist() == [2, 3]
+    assert table["correct"].tolist() == [True, True]
+    assert table["p_teacher"].tolist() == pytest.approx([0.5, 0.5])
+
+
+class CountingBackend:
+    """A stand-in backend: fixed per-character log-probs, counts how often it 'loads'."""
+
+    def __init__(self, label):
+        from rdpt_core.models import ModelSpec
+
+        self.spec = ModelSpec(path=label, name=label)
+        self.load_count = 0
+        self.fingerprint = f"fake-{label}"
+
+    def facts(self):
+        from rdpt_core.backends.base import TokenizerFacts
+
+        return TokenizerFacts(10, None, False, False, ("<eos>",), None)
+
+    def render_context(self, prompt):
+        return prompt + "\n"
+
+    def score(self, context, response):
+        self.load_count += 1
+        n = len(response)
+        return fake_scores([[i, i + 1] for i in range(n)], np.full(n, math.log(0.5)))
+
+    def unload(self):
+        pass
+
+
+def test_job_scores_each_model_once_and_serves_reruns_from_the_cache(tmp_path):
+    from rdpt_core.cache import TokenCache
+
+    recs = [Record("a", "q", "P", "One. Two.<eos>"), Record("b", "q", "P", "Three.")]
+    t, s = CountingBackend("t"), CountingBackend("s")
+    backends = {"teacher": t, "student": s, "distilled": t}
+    specs = {role: b.spec for role, b in backends.items()}
+    table, report = score_records(recs, specs, backends=backends, cache=TokenCache(tmp_path))
+    assert report.fresh == {"teacher": 2, "student": 2, "distilled": 0}
+    assert table["text"].tolist() == ["One.", " Two.", "<eos>", "Three."]
+    assert table["kind"].tolist() == ["sentence", "sentence", "special", "sentence"]
+    t.load_count = s.load_count = 0
+    _, again = score_records(recs, specs, backends=backends, cache=TokenCache(tmp_path))
+    assert again.cached == {"teacher": 2, "student": 2, "distilled": 2}
+    assert t.load_count == 0 and s.load_count == 0
+
+
+def test_job_rejects_duplicate_ids_and_unknown_roles(tmp_path):
+    recs = [Record("a", "q", "P", "x"), Record("a", "q", "P", "y")]
+    b = CountingBackend("t")
+    with pytest.raises(ValueError, match="unique"):
+        score_records(recs, {"teacher": b.spec}, backends={"teacher": b})
+    with pytest.raises(ValueError, match="unknown role"):
+        score_records(recs[:1], {"judge": b.spec}, backends={"judge": b})
+
+
+# ---- real packaged models against a plain transformers forward pass --------------------------
+import re  # noqa: E402
+
+from conftest import skythought_rows  # noqa: E402
+
+PAPER = r"([.?!}\]])([\s\n]+)([A-Z])"
+
+
+def reference_spans(response: str, markers: list[str]) -> list[tuple[int, int]]:
+    """SPEC §1.2 written the naive way: split out markers, mark sentence ends with re.sub,
+    then hand whitespace-only pieces to the following piece (or the preceding one at the end)."""
+    alternation = "(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + ")"
+    pieces = []
+    for part in re.split(alternation, response):
+        if part in markers:
+            pieces.append(part)
+        elif part:
+            pieces += [p for p in re.sub(PAPER, "\\1\x00\\2\\3", part).split("\x00") if p]
+    merged, carry = [], ""
+    for p in pieces:
+        if p.isspace() and p not in markers:
+            carry += p
+        else:
+            merged.append(carry + p)
+            carry = ""
+    if carry:
+        if merged:
+            merged[-1] += carry
+        else:
+            merged.append(carry)
+    spans, pos = [], 0
+    for text in merged:
+        spans.append((pos, pos + len(text)))
+        pos += len(text)
+    return spans
+
+
+def real_records(n_chars: int = 1800) -> list:
+    """Real responses from the repo's SkyThought copy, cut to keep the test fast."""
+    distilled = skythought_rows("aime24.sky-t1-correct-5k-27b")
+    student = skythought_rows("math500.gemma-2-27b-it")
+    picks = [(distilled[0], "d0"), (distilled[5], "d5"), (student[3], "s3")]
+    return [Record(f"{tag}", str(row["idx"]), row["question"], row["code"][0][:n_chars], bool(row["score"][0]))
+            for row, tag in picks]
+
+
+EXOTIC = Record(
+    "exotic", "x", "计算 3+4。",
+    "好的，我们来算：3 + 4 = 7。 Then we check 😀🎉! Résumé: ✓ done.\n\n最终答案是 7。 Ok 👍🏽 done.",
+)
+
+
+def check_against_reference(backend, ref, records, tmp_path):
+    from rdpt_core.cache import TokenCache
+
+    spec = backend.spec
+    table, _ = score_records(records, {"teacher": spec}, backends={"teacher": backend},
+                             cache=TokenCache(tmp_path))
+    markers = [*backend.facts().special_tokens, "<think>", "</think>", "<|begin_of_thought|>",
+               "<|end_of_thought|>", "<|begin_of_solution|>", "<|end_of_solution|>"]
+    checked = 0
+    for rec in records:
+        rows = table[table.record_id == rec.record_id].sort_values("action_index")
+        spans = reference_spans(rec.response, markers)
+        assert list(zip(rows.start, rows.end)) == spans, rec.record_id
+        want, counts = ref.action_probs(backend.render_context(rec.prompt), rec.response, spans)
+        assert rows["n_tokens_teacher"].tolist() == counts, rec.record_id
+        got = rows["p_teacher"].to_numpy()
+        assert np.allclose(got, want, atol=1e-4, rtol=0, equal_nan=True), (
+            rec.record_id, float(np.nanmax(np.abs(got - np.array(want)))))
+        checked += len(rows)
+    return checked
+
+
+@pytest.mark.slow
+def test_smollm2_action_probs_match_a_plain_forward_pass(smollm2, smollm2_ref, tmp_path):
+    assert check_against_reference(smollm2, smollm2_ref, [*real_records(), EXOTIC], tmp_path) > 40
+
+
+@pytest.mark.slow
+def test_gemma_action_probs_match_a_plain_forward_pass(gemma, gemma_ref, tmp_path):
+    assert check_against_reference(gemma, gemma_ref, [*real_records(), EXOTIC], tmp_path) > 40
