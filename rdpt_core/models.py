@@ -169,6 +169,7 @@ def estimate_memory(spec: ModelSpec, n_tokens: int = 4096, resolved_dtype: str =
     )
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
+    model.tie_weights()  # (outside the context, where tying works) tied weights count once
     dense = _BYTES_PER_PARAM[resolved_dtype]
     linear_params = sum(
         m.weight.numel() for name, m in model.named_modules()

@@ -45,3 +45,26 @@ def test_fingerprint_follows_weights_and_numeric_settings(tmp_path):
     assert fingerprint(spec, "float32") != base
     hub = ModelSpec(path="org/m")
     assert fingerprint(hub, "float32") != fingerprint(with_overrides(hub, revision="abc"), "float32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["smollm2", "gemma"])
+def test_memory_estimate_counts_the_real_parameters(which, request):
+    from rdpt_core.models import estimate_memory
+
+    spec = request.getfixturevalue(f"{which}_spec")
+    ref = request.getfixturevalue(f"{which}_ref").model
+    n_params = sum(p.numel() for p in ref.parameters())
+    fp32 = estimate_memory(spec, n_tokens=2048)
+    assert fp32.n_params == n_params
+    assert fp32.weight_bytes == 4 * n_params
+    nf4 = estimate_memory(with_overrides(spec, quantization="nf4"), n_tokens=2048)
+    int8 = estimate_memory(with_overrides(spec, quantization="8bit"), n_tokens=2048)
+    # bitsandbytes quantizes the Linear layers only; embeddings stay fp32
+    import torch
+
+    linear = sum(m.weight.numel() for name, m in ref.named_modules()
+                 if isinstance(m, torch.nn.Linear) and name != "lm_head")
+    assert fp32.weight_bytes - nf4.weight_bytes == pytest.approx(linear * (4 - 0.5 - 4 / 64), rel=1e-6)
+    assert nf4.weight_bytes < int8.weight_bytes < fp32.weight_bytes
+    assert fp32.activation_bytes > 0 and fp32.total_bytes == fp32.weight_bytes + fp32.activation_bytes

@@ -26,7 +26,7 @@ from .base import ScoringBackend, TokenizerFacts, TokenScores
 
 log = logging.getLogger(__name__)
 
-LOGIT_CHUNK = 512  # positions per lm_head chunk: 512 x 262,144 fp32 = 512 MiB peak for Gemma
+LOGIT_CHUNK = 256  # positions per lm_head chunk: 256 x 262,144 fp32 = 256 MiB for Gemma
 _PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Then 2 + 2 = 4."
 
 
