@@ -9,6 +9,7 @@ new module with one class.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,26 @@ class TokenizerFacts:
     context_window: int | None
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to sample responses. ``stop_regex``: a sequence stops once its text matches, and
+    the text is cut at the end of the first match (e.g. after "The answer is 12.")."""
+
+    n: int = 1
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    seed: int = 0
+    batch_size: int = 8
+    stop_regex: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("n, max_new_tokens and batch_size must be at least 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+
 class ScoringBackend(ABC):
     """Scores responses under one model. The tokenizer is light and loaded at once; the
     weights are loaded lazily on the first :meth:`score` and freed by :meth:`unload`, so a
@@ -118,3 +139,12 @@ class ScoringBackend(ABC):
     @abstractmethod
     def unload(self) -> None:
         """Free the weights (and GPU memory); the tokenizer stays."""
+
+    def generate(
+        self, contexts: Sequence[str], settings: SamplingSettings,
+        on_batch: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[list[str]]:
+        """``settings.n`` sampled responses per context (fewer if ``should_stop`` cancels).
+        ``on_batch(done, total)`` reports progress in sequences. Optional for a backend."""
+        raise NotImplementedError(f"backend {self.name!r} cannot generate")

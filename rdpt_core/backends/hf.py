@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..models import ModelSpec, fingerprint
 from . import register_backend
-from .base import ScoringBackend, TokenizerFacts, TokenScores
+from .base import SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
 
 log = logging.getLogger(__name__)
 
@@ -286,3 +287,68 @@ class HFBackend(ScoringBackend):
             truncated=truncated[keep],
             straddle=starts[keep] < ctx_len,
         )
+
+    # ---- sampling ---------------------------------------------------------------------------
+    def generate(
+        self, contexts: Sequence[str], settings: SamplingSettings,
+        on_batch: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[list[str]]:
+        """Sample ``settings.n`` responses per context, in left-padded batches.
+
+        Batch ``b`` is seeded with ``settings.seed + b``, so the same settings give the same
+        responses. Cancelling (``should_stop``) ends after the current batch; the contexts
+        not finished get fewer (possibly no) responses.
+        """
+        import torch
+
+        self.load()
+        jobs = [i for i in range(len(contexts)) for _ in range(settings.n)]
+        out: list[list[str]] = [[] for _ in contexts]
+        stop_re = re.compile(settings.stop_regex) if settings.stop_regex else None
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        for b, lo in enumerate(range(0, len(jobs), settings.batch_size)):
+            if should_stop is not None and should_stop():
+                break
+            batch = jobs[lo : lo + settings.batch_size]
+            prompts = [self.encode(contexts[i], "")[0] for i in batch]
+            width = max(map(len, prompts))
+            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=self._input_device())
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self._input_device())
+            torch.manual_seed(settings.seed + b)
+            sampling = settings.temperature > 0
+            with torch.inference_mode():
+                generated = self._model.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
+                    do_sample=sampling, temperature=settings.temperature if sampling else None,
+                    top_p=settings.top_p if sampling else None, top_k=None if sampling else None,
+                    pad_token_id=pad_id, stopping_criteria=self._stop_criteria(stop_re, width),
+                )
+            for i, row in zip(batch, generated[:, width:].tolist()):
+                out[i].append(self._finish(row, stop_re))
+            if on_batch is not None:
+                on_batch(min(lo + settings.batch_size, len(jobs)), len(jobs))
+        return out
+
+    def _finish(self, new_ids: list[int], stop_re: re.Pattern[str] | None) -> str:
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        match = stop_re.search(text) if stop_re else None
+        return text[: match.end()] if match else text
+
+    def _stop_criteria(self, stop_re: re.Pattern[str] | None, prompt_width: int):
+        """Per-sequence stop once the new text matches ``stop_re`` (saves sampling time)."""
+        if stop_re is None:
+            return None
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        tokenizer = self.tokenizer
+
+        class _StopOnRegex(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                texts = tokenizer.batch_decode(input_ids[:, prompt_width:], skip_special_tokens=True)
+                return torch.tensor([bool(stop_re.search(t)) for t in texts], device=input_ids.device)
+
+        return StoppingCriteriaList([_StopOnRegex()])

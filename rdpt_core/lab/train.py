@@ -1,0 +1,115 @@
+"""LoRA supervised fine-tuning of the student on teacher responses (loss on response tokens only).
+
+Plain PyTorch + peft: a researcher can read the whole loop. The student's context is rendered
+exactly as the scoring engine renders it (``HFBackend.render_context`` / ``encode``), so what
+the distilled model learned is what provenance tracing later measures.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..backends.hf import HFBackend
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    learning_rate: float = 3e-4
+    epochs: int = 2
+    batch_size: int = 8
+    warmup_steps: int = 5
+    weight_decay: float = 0.0
+    max_length: int = 384
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "target_modules": list(self.target_modules)}
+
+
+def _examples(backend: HFBackend, pairs: Sequence[tuple[str, str]], max_length: int) -> list[tuple[list[int], int]]:
+    """(ids, n_context_ids) per (prompt, response); responses end with EOS so D learns to stop."""
+    eos = backend.tokenizer.eos_token or ""
+    out = []
+    for prompt, response in pairs:
+        context = backend.render_context(prompt)
+        ids, offsets, _ = backend.encode(context, response + eos)
+        n_context = int(sum(1 for s, e in offsets if e <= len(context)))
+        out.append((ids[:max_length], n_context))
+    return out
+
+
+def _batch_loss(model, batch: list[tuple[list[int], int]], pad_id: int):
+    """Mean cross-entropy over response tokens; lm_head only where a label exists."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in batch])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+    # position t predicts token t+1: a label at t exists when t+1 is a response token
+    labelled = torch.zeros(len(batch), width, dtype=torch.bool)
+    for row, (ids, n_ctx) in enumerate(batch):
+        labelled[row, max(n_ctx - 1, 0) : len(ids) - 1] = True
+    targets = torch.roll(input_ids, -1, dims=1)[labelled]
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    logits = model.get_output_embeddings()(hidden[labelled]).float()
+    return torch.nn.functional.cross_entropy(logits, targets), int(labelled.sum())
+
+
+def train_lora(
+    student: HFBackend, pairs: Sequence[tuple[str, str]], settings: LoraSettings, out_dir: Path,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Fine-tune ``student`` with a LoRA adapter on ``pairs`` and save the adapter to ``out_dir``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    random.seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    student.load()
+    model = get_peft_model(student._model, LoraConfig(
+        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules), task_type="CAUSAL_LM",
+    ))
+    model.train()
+    examples = _examples(student, pairs, settings.max_length)
+    steps_per_epoch = math.ceil(len(examples) / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / settings.warmup_steps)
+        * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)),
+    )
+    pad_id = student.tokenizer.pad_token_id or 0
+    started, history, step = time.perf_counter(), [], 0
+    for epoch in range(settings.epochs):
+        order = list(range(len(examples)))
+        random.shuffle(order)
+        for lo in range(0, len(order), settings.batch_size):
+            batch = [examples[i] for i in order[lo : lo + settings.batch_size]]
+            loss, n_labels = _batch_loss(model, batch, pad_id)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            history.append(round(loss.item(), 4))
+            if step % 10 == 0 or step == total_steps:
+                log(f"  step {step}/{total_steps} epoch {epoch + 1} loss {loss.item():.3f} "
+                    f"({time.perf_counter() - started:.0f} s)")
+    model.save_pretrained(out_dir)
+    trainable = sum(p.numel() for p in params)
+    student.unload()
+    return {"steps": step, "examples": len(examples), "trainable_params": trainable,
+            "loss_first": history[0], "loss_last": history[-1], "loss_history": history,
+            "seconds": round(time.perf_counter() - started, 1)}
