@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models test test-fast app clean-cache
+.PHONY: setup venv models test test-fast app clean-cache lab demo-scores
 
 setup: venv models
 
@@ -33,3 +33,11 @@ app: setup
 
 clean-cache:
 	rm -rf .rdpt_cache
+
+# The mini-distillation lab (see docs/lab.md): rebuilds demo/lab/ from the seed, ~45 min here.
+lab: setup
+	$(PY) -m rdpt_core.lab
+
+# Re-score the committed lab trajectories into the demo corpus (demo/lab/demo_scores.parquet).
+demo-scores: setup
+	$(PY) -m rdpt_core.lab --only-score

@@ -36,32 +36,32 @@ def _t(name, text, answer, steps, **ranges) -> Template:
 
 TRAIN_TEMPLATES: tuple[Template, ...] = (
     _t("apples_add", "Tom has {a} apples. He buys {b} more apples. How many apples does Tom have now?",
-       lambda v: v["a"] + v["b"], 1, a=(3, 60), b=(2, 40)),
+       lambda v: v["a"] + v["b"], 1, a=(2, 20), b=(2, 12)),
     _t("stickers_sub", "Sara had {a} stickers. She gave {b} stickers to her friend. How many stickers does Sara have left?",
-       lambda v: v["a"] - v["b"], 1, a=(20, 90), b=(2, 19)),
+       lambda v: v["a"] - v["b"], 1, a=(10, 30), b=(2, 9)),
     _t("pencil_boxes", "A box holds {a} pencils. How many pencils are in {b} boxes?",
-       lambda v: v["a"] * v["b"], 1, a=(3, 12), b=(2, 9)),
+       lambda v: v["a"] * v["b"], 1, a=(2, 6), b=(2, 5)),
     _t("share_cookies", "{c} children share {p} cookies equally. How many cookies does each child get?",
-       lambda v: v["p"] // v["c"], 1, c=(2, 9), p=(2, 12)),
+       lambda v: v["p"] // v["c"], 1, c=(2, 5), p=(2, 6)),
     _t("bus_riders", "A bus has {a} passengers. At a stop, {b} people get off and {c} people get on. How many passengers are on the bus now?",
-       lambda v: v["a"] - v["b"] + v["c"], 2, a=(20, 50), b=(2, 19), c=(2, 30)),
+       lambda v: v["a"] - v["b"] + v["c"], 2, a=(10, 30), b=(2, 9), c=(2, 9)),
     _t("baker", "A baker makes {a} cakes each day for {b} days. He sells {c} cakes. How many cakes are left?",
-       lambda v: v["a"] * v["b"] - v["c"], 2, a=(4, 12), b=(2, 7), c=(1, 8)),
+       lambda v: v["a"] * v["b"] - v["c"], 2, a=(2, 6), b=(2, 4), c=(1, 4)),
     _t("savings", "Mia saves {a} dollars every week. After {b} weeks she spends {c} dollars on a book. How many dollars does she have left?",
-       lambda v: v["a"] * v["b"] - v["c"], 2, a=(3, 15), b=(2, 8), c=(1, 6)),
+       lambda v: v["a"] * v["b"] - v["c"], 2, a=(2, 6), b=(2, 4), c=(1, 4)),
     _t("garden_rows", "A garden has {a} rows with {b} flowers in each row. Then {c} more flowers are planted. How many flowers are in the garden?",
-       lambda v: v["a"] * v["b"] + v["c"], 2, a=(2, 9), b=(3, 12), c=(1, 20)),
+       lambda v: v["a"] * v["b"] + v["c"], 2, a=(2, 5), b=(2, 5), c=(2, 9)),
 )
 
 TEST_TEMPLATES: tuple[Template, ...] = (
     _t("marbles_add", "Leo has {a} marbles. His sister gives him {b} marbles. How many marbles does Leo have?",
-       lambda v: v["a"] + v["b"], 1, a=(5, 70), b=(2, 30)),
+       lambda v: v["a"] + v["b"], 1, a=(2, 20), b=(2, 12)),
     _t("books_shelves", "Each shelf holds {a} books. How many books fit on {b} shelves?",
-       lambda v: v["a"] * v["b"], 1, a=(4, 15), b=(2, 8)),
+       lambda v: v["a"] * v["b"], 1, a=(2, 6), b=(2, 5)),
     _t("train_cars", "A train has {a} cars with {b} seats each. {c} seats are empty. How many seats are taken?",
-       lambda v: v["a"] * v["b"] - v["c"], 2, a=(2, 9), b=(6, 20), c=(1, 10)),
+       lambda v: v["a"] * v["b"] - v["c"], 2, a=(2, 5), b=(2, 6), c=(1, 4)),
     _t("fruit_basket", "A basket has {a} oranges and {b} pears. Anna eats {c} oranges. How many fruits are left in the basket?",
-       lambda v: v["a"] + v["b"] - v["c"], 2, a=(10, 40), b=(3, 25), c=(1, 9)),
+       lambda v: v["a"] + v["b"] - v["c"], 2, a=(5, 20), b=(2, 9), c=(1, 4)),
 )
 
 
@@ -89,7 +89,8 @@ def make_problems(templates: tuple[Template, ...], n: int, seed: int, prefix: st
     return problems
 
 
-INSTRUCTION = "Solve the problem step by step. End with: The answer is <number>."
+# Of three phrasings tried on 48 training questions, this one got SmolLM2 the most right answers.
+INSTRUCTION = "Write the calculation, then finish with 'The answer is <number>.'"
 _ANSWER_RE = re.compile(r"answer is[^0-9\-]{0,20}(-?[\d,]+)", re.IGNORECASE)
 _INT_RE = re.compile(r"-?\d[\d,]*")
 

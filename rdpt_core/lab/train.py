@@ -82,7 +82,7 @@ def train_lora(
     model.train()
     examples = _examples(student, pairs, settings.max_length)
     steps_per_epoch = math.ceil(len(examples) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
+    total_steps = max(steps_per_epoch * settings.epochs, 1)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
