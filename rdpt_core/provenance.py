@@ -26,6 +26,17 @@ SHARED, TEACHER, STUDENT, BOOSTED, COMMON, UNSCORED = (
 CLASSES_4 = (SHARED, TEACHER, STUDENT, BOOSTED)
 CLASSES_3 = (COMMON, TEACHER, STUDENT)
 EPS = 1e-12
+
+# Okabe–Ito colours (distinguishable with the common colour-vision deficiencies); the paper's
+# hues where it has them: Teacher green, Boosted yellow/orange, Student blue.
+CLASS_COLORS: dict[str, str] = {
+    TEACHER: "#009E73",
+    BOOSTED: "#E69F00",
+    STUDENT: "#56B4E9",
+    SHARED: "#999999",
+    COMMON: "#CC79A7",
+    UNSCORED: "#FFFFFF",
+}
 DEFAULT_ALPHA = 0.1
 DEFAULT_BETA = 0.1
 

@@ -444,3 +444,15 @@ def write_records_jsonl(records: Iterable[Record], path: str | Path) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for record in records:
             fh.write(json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=str) + "\n")
+
+
+def peek_columns(path: str | Path, *, fmt: str | None = None, n_rows: int = 20) -> list[str]:
+    """Column names seen in the first ``n_rows`` rows (for a column-mapping step)."""
+    reader, _ = _READERS[fmt or infer_format(path)]
+    rows, _ = reader(Path(path), str(path))
+    columns: list[str] = []
+    for _, row in rows[:n_rows]:
+        for key in row if isinstance(row, dict) else ():
+            if key not in columns:
+                columns.append(key)
+    return columns

@@ -135,17 +135,6 @@ def build_backends(specs: Mapping[str, ModelSpec]) -> dict[str, ScoringBackend]:
     return {role: by_spec[spec] for role, spec in specs.items()}
 
 
-def segment_records(
-    records: Sequence[Record], backends: Mapping[str, ScoringBackend], segmenter: str = "paper",
-    extra_markers: Sequence[str] = (),
-) -> dict[str, list[Action]]:
-    """One segmentation for all models: markers = reasoning markers ∪ every loaded tokenizer's
-    special tokens ∪ ``extra_markers``."""
-    special = [t for b in backends.values() for t in b.facts().special_tokens]
-    markers = marker_set([*special, *extra_markers])
-    return {r.record_id: segment(r.response, markers, segmenter) for r in records}
-
-
 def score_role(
     backend: ScoringBackend, records: Sequence[Record], cache: TokenCache,
     progress: ProgressBar,
@@ -166,19 +155,48 @@ def score_role(
     return out, fresh
 
 
-def score_records(
+@dataclass
+class ScoredCorpus:
+    """Records with their token-level scores per role: everything the action table (for any
+    segmenter) is derived from, cheaply. ``markers`` are the special markers of the job."""
+
+    records: list[Record]
+    tokens: dict[str, dict[str, TokenScores]]  # role -> record_id -> token scores
+    markers: tuple[str, ...]
+    models: dict[str, str]  # role -> model label
+
+    def actions(self, segmenter: str = "paper") -> pd.DataFrame:
+        segments = {r.record_id: segment(r.response, self.markers, segmenter) for r in self.records}
+        per_role = {
+            role: {rid: action_scores(by_record[rid], segments[rid]) for rid in by_record if segments[rid]}
+            for role, by_record in self.tokens.items()
+        }
+        return action_table(self.records, segments, per_role)
+
+    def merged(self, other: ScoredCorpus) -> ScoredCorpus:
+        """This corpus plus ``other`` (same models); records of ``other`` replace same ids."""
+        if self.models != other.models:
+            raise ValueError(f"cannot merge corpora scored by different models: {self.models} vs {other.models}")
+        new_ids = {r.record_id for r in other.records}
+        records = [r for r in self.records if r.record_id not in new_ids] + list(other.records)
+        tokens = {role: {**self.tokens.get(role, {}), **other.tokens.get(role, {})} for role in self.models}
+        return ScoredCorpus(records, tokens, marker_set([*self.markers, *other.markers]), dict(self.models))
+
+
+def score_corpus(
     records: Sequence[Record],
     specs: Mapping[str, ModelSpec],
     *,
-    segmenter: str = "paper",
     extra_markers: Sequence[str] = (),
     cache: TokenCache | None = None,
     progress: ProgressFactory = no_progress,
     backends: Mapping[str, ScoringBackend] | None = None,
-) -> tuple[pd.DataFrame, ScoringReport]:
-    """Score ``records`` under every role in ``specs`` and return the action table.
+) -> tuple[ScoredCorpus, ScoringReport]:
+    """Token scores of ``records`` under every role in ``specs``.
 
     Models are loaded one at a time (lazily, only on a cache miss) and freed before the next.
+    The markers are the reasoning markers, every tokenizer's special tokens and
+    ``extra_markers``, so one segmentation serves all models.
     """
     unknown = set(specs) - set(ROLES)
     if unknown:
@@ -188,25 +206,38 @@ def score_records(
         raise ValueError("record_id values must be unique within one job")
     cache = cache if cache is not None else TokenCache()
     backends = dict(backends) if backends is not None else build_backends(specs)
-    actions = segment_records(records, backends, segmenter, extra_markers)
-    per_role: dict[str, dict[str, ActionScores]] = {}
+    special = [t for b in backends.values() for t in b.facts().special_tokens]
+    tokens: dict[str, dict[str, TokenScores]] = {}
     report = ScoringReport({}, {}, {})
     for role in (r for r in ROLES if r in specs):
         backend = backends[role]
         loads_before = backend.load_count
         bar = progress(f"{role}: {backend.spec.label}", len(records))
         try:
-            tokens, fresh = score_role(backend, records, cache, bar)
+            tokens[role], fresh = score_role(backend, records, cache, bar)
         finally:
             bar.close()
             # One model in memory at a time. A role sharing this model later finds its
             # scores in the cache, so it will not load it again.
             backend.unload()
-        per_role[role] = {rid: action_scores(tokens[rid], actions[rid]) for rid in ids if actions[rid]}
         report.fresh[role] = fresh
         report.cached[role] = len(records) - fresh
         report.model_loads[role] = backend.load_count - loads_before
-    return action_table(records, actions, per_role), report
+    corpus = ScoredCorpus(list(records), tokens, marker_set([*special, *extra_markers]),
+                          {role: backends[role].spec.label for role in tokens})
+    return corpus, report
+
+
+def score_records(
+    records: Sequence[Record],
+    specs: Mapping[str, ModelSpec],
+    *,
+    segmenter: str = "paper",
+    **kwargs,
+) -> tuple[pd.DataFrame, ScoringReport]:
+    """:func:`score_corpus`, then the action table of ``segmenter``."""
+    corpus, report = score_corpus(records, specs, **kwargs)
+    return corpus.actions(segmenter), report
 
 
 def action_table(
@@ -231,8 +262,8 @@ def action_table(
             "source": record.source,
             "n_chars": np.array([a.end - a.start for a in acts], dtype=np.int64),
         }
-        for role, by_record in per_role.items():
-            s = by_record[record.record_id]
+        for role in (r for r in ROLES if r in per_role):  # fixed column order
+            s = per_role[role][record.record_id]
             frame.update(dict(zip(role_columns(role), (s.n_tokens, s.sum_logp, s.p, s.truncated, s.straddle))))
         cum_role = "distilled" if "distilled" in per_role else "student" if "student" in per_role else None
         if cum_role:

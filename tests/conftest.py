@@ -11,6 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "skythought"
+# The app's demo corpus (RDPT_DEMO_DIR lets a developer point the app and these tests elsewhere).
+DEMO = Path(os.environ.get("RDPT_DEMO_DIR", REPO / "demo" / "lab")) / "corpus"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -506,3 +506,11 @@ def test_forced_chat_layout_without_messages() -> None:
                                layout="chat", lenient=True)
     assert [str(i) for i in result.issues] == [
         "mem, line 1, field 'messages': expected a 'messages' or 'conversations' list"]
+
+
+def test_peek_columns_lists_first_rows_keys_in_order(tmp_path):
+    from rdpt_core.records import peek_columns
+
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"q": "a", "out": "b"}\nnot json\n{"q": "c", "extra": 1}\n')
+    assert peek_columns(path) == ["q", "out", "extra"]

@@ -30,7 +30,8 @@ from ..backends.base import SamplingSettings
 from ..cache import TokenCache
 from ..models import PROJECT_ROOT, ModelSpec, resolve_spec
 from ..records import Record, write_records_jsonl
-from ..scoring import score_records
+from ..scoring import ScoredCorpus, score_corpus
+from ..store import save_corpus
 from . import problems as P
 from .train import LoraSettings, train_lora
 
@@ -38,6 +39,7 @@ LAB_DIR = PROJECT_ROOT / "demo" / "lab"
 TEACHER, STUDENT, DISTILLED = "smollm2-135m-instruct", "gemma3-270m", "gemma3-270m-distilled"
 # Stop a sample once it has stated its answer ("The answer is 12."): what follows is noise.
 DEMO_SCORES = "demo_scores.parquet"
+DEMO_CORPUS = "corpus"
 STOP_REGEX = r"answer is[^0-9\-\n]{0,20}-?\d(?:[\d,]*\d)?(?=[^\d,])\.?"
 
 
@@ -140,15 +142,18 @@ def lineage_specs(lab_dir: Path = LAB_DIR) -> dict[str, ModelSpec]:
     return {"teacher": resolve_spec(TEACHER), "student": resolve_spec(STUDENT), "distilled": distilled_spec(lab_dir)}
 
 
-def score_demo(records: list[Record], lab_dir: Path = LAB_DIR, cache: TokenCache | None = None):
+def score_demo(records: list[Record], lab_dir: Path = LAB_DIR, cache: TokenCache | None = None) -> ScoredCorpus:
     """The demo corpus: the distilled model's test trajectories scored by T, S and D."""
-    table, _ = score_records(records, lineage_specs(lab_dir), cache=cache)
-    return table
+    corpus, _ = score_corpus(records, lineage_specs(lab_dir), cache=cache)
+    return corpus
 
 
 def write_demo_scores(records: list[Record], out: Path) -> int:
-    table = score_demo(records, out, TokenCache(out / ".cache"))
+    """Save the demo corpus (token level, ``corpus/``) and its paper-rule action table."""
+    corpus = score_demo(records, out, TokenCache(out / ".cache"))
     shutil.rmtree(out / ".cache", ignore_errors=True)
+    save_corpus(corpus, out / DEMO_CORPUS)
+    table = corpus.actions("paper")
     table.to_parquet(out / DEMO_SCORES, index=False)
     return len(table)
 

@@ -1,0 +1,160 @@
+"""Streamlit AppTest for every page (no browser): widgets, live α/β, uploads, escaping."""
+
+import re
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import DEMO, REPO
+from rdpt_core.backends.base import TokenScores
+from rdpt_core.provenance import classify_table
+from rdpt_core.records import Record
+from rdpt_core.render import class_counts
+from rdpt_core.scoring import ScoredCorpus
+from rdpt_core.store import load_corpus
+
+TIMEOUT = 120
+
+
+def page(path: str) -> AppTest:
+    return AppTest.from_file(str(REPO / path), default_timeout=TIMEOUT)
+
+
+def legend_counts(at: AppTest) -> dict[str, int]:
+    html = "".join(h.proto.body for h in at.html)
+    return {c: int(n) for c, n in re.findall(r'data-cls="(\w+)" data-count="(\d+)"', html)}
+
+
+def test_home_shows_the_demo_with_a_highlighted_response():
+    at = page("app.py").run()
+    assert not at.exception
+    body = "".join(h.proto.body for h in at.html)
+    demo = load_corpus(DEMO)
+    rid = at.session_state["record_id"]
+    n_actions = sum(1 for a in demo.actions("paper").record_id if a == rid)
+    assert n_actions >= 1 and body.count('class="rdpt-act') == n_actions
+    assert any(b.label == "Open the demo in the explorer" for b in at.button)
+    assert "Demo" in at.session_state["dataset_name"]
+
+
+def record_where_beta_matters(table, low=0.01, high=0.1):
+    """A demo record whose class counts differ between two β (found with rdpt_core)."""
+    for rid, rows in table.groupby("record_id", sort=False):
+        if class_counts(classify_table(rows, 0.1, high)) != class_counts(classify_table(rows, 0.1, low)):
+            return rid, rows
+    pytest.fail("no demo record changes class counts between the two β")
+
+
+def test_explorer_recolours_when_beta_moves_and_matches_rdpt_core():
+    rid, rows = record_where_beta_matters(load_corpus(DEMO).actions("paper"))
+    at = page("pages/3_Explorer.py")
+    at.session_state["record_id"] = rid
+    at.run()
+    assert not at.exception
+    before = legend_counts(at)
+    assert before == class_counts(classify_table(rows, 0.1, 0.1))
+    at.slider(key="w_beta").set_value(0.01).run()
+    after = legend_counts(at)
+    assert after == class_counts(classify_table(rows, 0.1, 0.01))
+    assert after != before
+    assert at.session_state["beta"] == 0.01
+    # the chart and the sortable table are there, and four downloads
+    assert len(at.get("vega_lite_chart")) == 1 and len(at.dataframe) == 1
+    assert len(at.get("download_button")) == 4
+
+
+def test_explorer_segmenter_choice_resegments_without_scoring():
+    demo = load_corpus(DEMO)
+    at = page("pages/3_Explorer.py").run()
+    rid = at.session_state["record_id"]
+    for segmenter in ("paragraph", "spacy", "paper"):
+        at.selectbox(key="w_segmenter").set_value(segmenter).run()
+        assert not at.exception
+        expected = demo.actions(segmenter).query("record_id == @rid")["text"].tolist()
+        assert at.dataframe[0].value["text"].tolist() == expected
+
+
+def evil_corpus() -> ScoredCorpus:
+    text = "Hello. <script>alert(1)</script> Then <img src=x onerror=alert(2)>."
+    n = len(text)
+    tokens = TokenScores(np.arange(n), np.stack([np.arange(n), np.arange(n) + 1], 1), np.full(n, -0.5),
+                         np.zeros(n, bool), np.zeros(n, bool))
+    rec = Record("evil", "q", "<b>prompt</b>", text, None, "pasted")
+    return ScoredCorpus([rec], {r: {"evil": tokens} for r in ("teacher", "student", "distilled")}, (),
+                        {"teacher": "t", "student": "s", "distilled": "d"})
+
+
+def test_explorer_renders_html_in_responses_as_inert_text():
+    at = page("pages/3_Explorer.py")
+    corpus = evil_corpus()
+    at.session_state["records"] = corpus.records
+    at.session_state["corpus"] = corpus
+    at.session_state["dataset_name"] = "evil"
+    at.session_state["record_id"] = "evil"
+    at.run()
+    assert not at.exception
+    body = "".join(h.proto.body for h in at.html)
+    assert "<script>" not in body and "<img" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_models_page_has_every_setting_and_estimates_memory():
+    at = page("pages/1_Models.py").run()
+    assert not at.exception
+    for role in ("teacher", "student", "distilled"):
+        for field in ("quantization", "dtype", "device", "template"):
+            assert at.selectbox(key=f"m_{role}_{field}") is not None
+        assert at.checkbox(key=f"m_{role}_trust_remote_code").value is False
+    assert at.selectbox(key="m_teacher_quantization").options == ["none", "8bit", "nf4"]
+    at.checkbox(key="m_student_trust_remote_code").check().run()
+    assert any("trust_remote_code executes" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Estimate memory").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["role"].tolist() == ["teacher", "student", "distilled"]
+    assert (table["parameters (M)"] > 100).all() and table["fits"].all()
+
+
+@pytest.mark.slow
+def test_models_page_shows_tokenizer_facts():
+    at = page("pages/1_Models.py").run()
+    next(b for b in at.button if b.label == "Load tokenizers").click().run()
+    facts = at.dataframe[0].value.set_index("role")
+    assert facts.loc["teacher", "vocabulary"] == 49152 and facts.loc["student", "vocabulary"] == 262144
+    assert bool(facts.loc["student", "adds BOS"]) and bool(facts.loc["teacher", "chat template"])
+
+
+def test_bad_upload_reports_line_and_field_and_keeps_good_rows():
+    at = page("pages/2_Trajectories.py").run()
+    data = (b'{"prompt": "p1", "response": "r1", "correct": true}\n'
+            b'{"prompt": "p2", "response": "r2", "correct": "maybe"}\n'
+            b'not json at all\n'
+            b'{"prompt": "p4", "response": "r4"}\n')
+    at.file_uploader[0].set_value(("mine.jsonl", data, "application/jsonl")).run()
+    next(b for b in at.button if b.label == "Load this file").click().run()
+    assert not at.exception
+    assert any("could not be read" in e.value for e in at.error)
+    report = next(d.value for d in at.dataframe if "problem" in d.value.columns)
+    assert report["line"].tolist() == [2, 3]
+    assert report["field"].tolist()[0] == "correct"
+    assert [r.response for r in at.session_state["records"]] == ["r1", "r4"]
+    assert at.session_state["dataset_name"] == "Upload: mine.jsonl"
+
+
+def test_pasted_trajectory_joins_the_dataset():
+    at = page("pages/2_Trajectories.py").run()
+    at.text_area(key="paste_prompt").input("What is 2+2?")
+    at.text_area(key="paste_response").input("2 + 2 = 4. The answer is 4.")
+    at.radio(key="paste_correct").set_value("correct")
+    next(b for b in at.button if b.key == "paste_add").click().run()
+    last = at.session_state["records"][-1]
+    assert (last.record_id, last.correct, last.response) == ("pasted-1", True, "2 + 2 = 4. The answer is 4.")
+
+
+def test_bundled_example_datasets_load():
+    at = page("pages/2_Trajectories.py").run()
+    at.selectbox(key="ex_name").set_value("SkyThought AIME24 · distilled (Sky-T1)").run()
+    next(b for b in at.button if b.key == "ex_use").click().run()
+    assert len(at.session_state["records"]) == 30
+    assert at.session_state["corpus"] is None
