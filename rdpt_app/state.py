@@ -97,7 +97,16 @@ def actions_of(corpus_key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.Dat
 
 
 def corpus_key(corpus: ScoredCorpus) -> str:
-    return f"{id(corpus)}:{len(corpus.records)}:{sorted(corpus.models.items())}"
+    """Identity of a corpus's content for the derived-table cache (cheap: ids and sizes)."""
+    import hashlib
+
+    h = hashlib.sha256(repr(sorted(corpus.models.items())).encode())
+    for r in corpus.records:
+        h.update(r.record_id.encode())
+        h.update(str(len(r.response)).encode())
+    for role in sorted(corpus.tokens):
+        h.update(str(sum(s.n_tokens for s in corpus.tokens[role].values())).encode())
+    return h.hexdigest()
 
 
 def current_actions() -> pd.DataFrame | None:

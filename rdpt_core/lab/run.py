@@ -172,13 +172,16 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     train, heldout, test = stages.timed("questions", make_questions, config)
     teacher_spec, student_spec = resolve_spec(TEACHER), resolve_spec(STUDENT)
 
-    def teacher_stage() -> list[Record]:
-        recs = sample_records(teacher_spec, train, config.sampling(config.teacher_samples, 0), "teacher", "train")
-        recs += sample_records(teacher_spec, heldout, config.sampling(config.teacher_samples, 50), "teacher", "heldout")
-        write_records_jsonl(recs, out / "teacher_data.jsonl")
+    def sample_and_save(jobs: list[tuple], name: str) -> list[Record]:
+        """jobs: (spec, problems, sampling settings, source, split); all written to ``name``."""
+        recs = [rec for job in jobs for rec in sample_records(*job)]
+        write_records_jsonl(recs, out / name)
         return recs
 
-    teacher_records = stages.timed("teacher", teacher_stage)
+    teacher_records = stages.timed("teacher", sample_and_save, [
+        (teacher_spec, train, config.sampling(config.teacher_samples, 0), "teacher", "train"),
+        (teacher_spec, heldout, config.sampling(config.teacher_samples, 50), "teacher", "heldout"),
+    ], "teacher_data.jsonl")
     sft_pairs = [(r.prompt, r.response) for r in teacher_records
                  if r.meta["split"] == "train" and (r.correct or not config.sft_verified_only)]
     if not sft_pairs:
@@ -196,13 +199,10 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     stages.manifest["sft"] = stages.timed("sft", sft_stage)
     d_spec = distilled_spec(out)
 
-    def trajectories_stage() -> list[Record]:
-        recs = sample_records(d_spec, test, config.sampling(config.distilled_samples, 100), "distilled", "test")
-        recs += sample_records(student_spec, test, config.sampling(config.student_samples, 200), "student", "test")
-        write_records_jsonl(recs, out / "test_trajectories.jsonl")
-        return recs
-
-    trajectories = stages.timed("trajectories", trajectories_stage)
+    trajectories = stages.timed("trajectories", sample_and_save, [
+        (d_spec, test, config.sampling(config.distilled_samples, 100), "distilled", "test"),
+        (student_spec, test, config.sampling(config.student_samples, 200), "student", "test"),
+    ], "test_trajectories.jsonl")
     distilled_records = [r for r in trajectories if r.source == "distilled"]
     stages.manifest["trajectories"] = {
         src: {"responses": sum(r.source == src for r in trajectories),
@@ -228,9 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=LAB_DIR)
     parser.add_argument("--seed", type=int, default=LabConfig.seed)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the pipeline runs")
+    parser.add_argument("--summary", action="store_true", help="print class statistics of the demo corpus")
     parser.add_argument("--only-score", action="store_true",
                         help="only re-score the committed test trajectories into the demo corpus")
     args = parser.parse_args(argv)
+    if args.summary:
+        import pandas as pd
+
+        from .summary import class_summary, markdown
+
+        print(markdown(class_summary(pd.read_parquet(args.out / DEMO_SCORES))))
+        return 0
     if args.only_score:
         n = write_demo_scores(distilled_trajectories(args.out), args.out)
         print(f"{n} actions -> {args.out / DEMO_SCORES}")
