@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models test test-fast app clean-cache lab demo-scores
+.PHONY: setup venv models test test-fast app clean-cache lab demo-scores bench
 
 setup: venv models
 
@@ -41,3 +41,7 @@ lab: setup
 # Re-score the committed lab trajectories into the demo corpus (demo/lab/demo_scores.parquet).
 demo-scores: setup
 	$(PY) -m rdpt_core.lab --only-score
+
+# Speed of the corpus page's recomputation on 1M synthetic actions (see docs/benchmarks.md).
+bench: setup
+	$(PY) scripts/bench.py

@@ -56,3 +56,63 @@ def chart_svg(chart: alt.TopLevelMixin) -> str:
     import vl_convert as vlc
 
     return vlc.vegalite_to_svg(chart.to_json())
+
+
+def position_chart(curves: pd.DataFrame, marks: pd.DataFrame | None = None, column_classes=CLASSES_4,
+                   height: int = 340) -> alt.LayerChart:
+    """The paper's Figure 3/4: per-position class shares, correct responses solid and incorrect
+    dashed, 95% Wilson bands, and rules where the mean cumulative token count crosses each mark."""
+    data = curves[curves["answer"].isin(["correct", "incorrect"])]
+    classes = [c for c in (*column_classes, *CLASSES_3) if c in set(data["cls"])]
+    color = alt.Color("cls:N", title="class", scale=alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes]))
+    dash = alt.StrokeDash("answer:N", title="response", scale=alt.Scale(
+        domain=["correct", "incorrect"], range=[[1, 0], [6, 4]]))
+    zoom = alt.selection_interval(bind="scales", encodings=["x"])
+    base = alt.Chart(data).encode(x=alt.X("action_index:Q", title="action index"), color=color)
+    band = base.mark_area(opacity=0.12).encode(y="lo:Q", y2="hi:Q", detail="answer:N")
+    line = base.mark_line().encode(
+        y=alt.Y("share:Q", title="share of responses", scale=alt.Scale(domain=[0, 1])), strokeDash=dash,
+        tooltip=["action_index:Q", "cls:N", "answer:N", alt.Tooltip("share:Q", format=".3f"), "k:Q", "n:Q",
+                 alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
+    )
+    layers = [band, line]
+    if marks is not None and len(marks):
+        rules = alt.Chart(marks).mark_rule(color="#555", strokeDash=[2, 2]).encode(x="action_index:Q")
+        text = alt.Chart(marks.assign(label=lambda d: (d["tokens"] // 1000).astype(str) + "k")).mark_text(
+            dy=-6, color="#555", baseline="bottom").encode(x="action_index:Q", y=alt.value(0), text="label:N")
+        layers += [rules, text]
+    return alt.layer(*layers).properties(height=height).add_params(zoom)
+
+
+def counts_chart(curves: pd.DataFrame, height: int = 120) -> alt.Chart:
+    """n_j: how many responses have a scored j-th action (correct vs incorrect)."""
+    n = curves.drop_duplicates(["answer", "action_index"])
+    return alt.Chart(n).mark_line(interpolate="step-after").encode(
+        x=alt.X("action_index:Q", title="action index"), y=alt.Y("n:Q", title="n_j"),
+        strokeDash=alt.StrokeDash("answer:N", scale=alt.Scale(domain=["correct", "incorrect"], range=[[1, 0], [6, 4]])),
+        tooltip=["action_index:Q", "answer:N", "n:Q"],
+    ).properties(height=height)
+
+
+def mean_probability_chart(means: pd.DataFrame, height: int = 240) -> alt.Chart:
+    roles = [r for r in ROLE_COLORS if r in set(means["role"])]
+    return alt.Chart(means.assign(model=lambda d: d["role"].map(ROLE_LABELS))).mark_line().encode(
+        x=alt.X("action_index:Q", title="action index"),
+        y=alt.Y("p:Q", title="mean action probability", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("model:N", scale=alt.Scale(domain=[ROLE_LABELS[r] for r in roles],
+                                                   range=[ROLE_COLORS[r] for r in roles])),
+        tooltip=["action_index:Q", "model:N", alt.Tooltip("p:Q", format=".3f"), "n:Q"],
+    ).properties(height=height)
+
+
+def beta_histograms(props_by_beta: pd.DataFrame, suggested: float | None = None, bins: int = 10) -> alt.FacetChart:
+    """Appendix A.2: per β, histograms of per-response class proportions, side by side."""
+    classes = [c for c in CLASSES_4 + CLASSES_3 if c in set(props_by_beta["cls"])]
+    data = props_by_beta.assign(title=lambda d: d["beta"].map(
+        lambda b: f"β = {b:.2f}" + (" (suggested)" if suggested is not None and abs(b - suggested) < 1e-9 else "")))
+    return alt.Chart(data).mark_bar(opacity=0.55, binSpacing=0).encode(
+        x=alt.X("proportion:Q", bin=alt.Bin(extent=[0, 1], step=1 / bins), title="share of a response's actions"),
+        y=alt.Y("count():Q", stack=None, title="responses"),
+        color=alt.Color("cls:N", scale=alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes])),
+        tooltip=["cls:N", "count():Q"],
+    ).properties(width=220, height=180).facet(column=alt.Column("title:N", title=None))

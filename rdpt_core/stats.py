@@ -155,3 +155,14 @@ def correct_vs_incorrect(table: pd.DataFrame, column: str = "cls") -> pd.DataFra
                      "share_incorrect": k["incorrect"] / n["incorrect"] if n["incorrect"] else float("nan"),
                      "z": z, "p_value": p})
     return pd.DataFrame(rows)
+
+
+def proportions_by_beta(table: pd.DataFrame, alpha: float, betas: Sequence[float], column: str = "cls") -> pd.DataFrame:
+    """Long table ``beta, record_id, cls, proportion`` of per-response class shares, per β."""
+    frames = []
+    for beta in betas:
+        props = response_proportions(classify_table(table, alpha, float(beta)), column)
+        long = props.reset_index().melt(id_vars="record_id", var_name="cls", value_name="proportion")
+        frames.append(long.assign(beta=float(beta)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["record_id", "cls", "proportion", "beta"])

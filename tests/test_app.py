@@ -158,3 +158,35 @@ def test_bundled_example_datasets_load():
     next(b for b in at.button if b.key == "ex_use").click().run()
     assert len(at.session_state["records"]) == 30
     assert at.session_state["corpus"] is None
+
+
+def test_corpus_page_curves_follow_beta():
+    at = page("pages/4_Corpus.py").run()
+    assert not at.exception
+    at.number_input(key="corpus_min_n").set_value(1).run()
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 2
+
+    def curve_data(app):  # the Arrow bytes of the curves chart's datasets
+        proto = app.get("vega_lite_chart")[0].proto
+        return [d.data.data for d in proto.datasets] or [proto.data.data]
+
+    before = curve_data(at)
+    at.slider(key="w_beta").set_value(0.0).run()
+    assert not at.exception and curve_data(at) != before
+    summary = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
+    assert set(summary["cls"]) <= {"Shared", "Teacher", "Student", "Boosted"}
+
+
+def test_beta_tuning_page_suggests_and_applies_a_beta():
+    from rdpt_core import stats
+
+    at = page("pages/5_Beta_tuning.py").run()
+    assert not at.exception
+    table = load_corpus(DEMO).actions("paper")
+    want = stats.suggest_beta(stats.beta_overlaps(table, 0.1, stats.beta_grid()))
+    assert any(f"Suggested β = {want:.2f}" in s.value for s in at.success)
+    next(b for b in at.button if b.label.startswith("Apply β")).click().run()
+    assert at.session_state["beta"] == want
+    at.text_input(key="beta_grid").input("0.1, nonsense").run()
+    assert any("between 0 and 1" in e.value for e in at.error)

@@ -1,0 +1,46 @@
+"""Corpus: the paper's per-position curves (correct solid, incorrect dashed), live with α and β."""
+
+import streamlit as st
+
+from rdpt_app.state import current_actions, page_setup
+from rdpt_core import stats
+from rdpt_core.behaviours import behaviour_mix
+from rdpt_core.charts import chart_png, chart_svg, counts_chart, mean_probability_chart, position_chart
+
+page_setup("Corpus")
+st.title("Corpus")
+table = current_actions()
+if table is None:
+    st.info("Nothing scored yet: score a dataset on the Trajectories page.")
+    st.stop()
+column = "cls" if "cls" in table.columns else "cls3"
+c1, c2 = st.columns(2)
+min_n = c1.number_input("Hide positions with fewer responses than", 1, 10_000, 10, key="corpus_min_n")
+step = c2.number_input("Token marks every", 500, 64_000, 4000, step=500, key="corpus_step")
+
+curves = stats.position_curves(table, column, int(min_n))
+marks = stats.token_marks(table, int(step))
+st.caption(f"{table.record_id.nunique()} responses, {len(table)} actions · α = {st.session_state.alpha:.2f}, "
+           f"β = {st.session_state.beta:.2f}")
+if curves.empty:
+    st.warning(f"No position has {min_n} responses with a scored action; lower the minimum.")
+else:
+    chart = position_chart(curves, marks)
+    st.subheader("Class share by position")
+    st.altair_chart(chart, width="stretch")
+    st.altair_chart(counts_chart(curves), width="stretch")
+    d1, d2 = st.columns(2)
+    d1.download_button("Curves (PNG)", lambda: chart_png(chart), "rdpt-curves.png", "image/png", on_click="ignore")
+    d2.download_button("Curves (SVG)", lambda: chart_svg(chart), "rdpt-curves.svg", "image/svg+xml", on_click="ignore")
+
+st.subheader("Mean probability by position")
+means = stats.mean_probability_curves(table, int(min_n))
+if not means.empty:
+    st.altair_chart(mean_probability_chart(means), width="stretch")
+
+st.subheader("Correct vs incorrect responses")
+st.dataframe(stats.correct_vs_incorrect(table, column), hide_index=True)
+st.caption("Shares of actions per class; z and p from a two-sided two-proportion z-test.")
+
+st.subheader("Behaviours per class (SEAL-style keywords)")
+st.dataframe(behaviour_mix(table, column))

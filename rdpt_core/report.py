@@ -1,0 +1,94 @@
+"""One self-contained HTML report (opens offline): settings, corpus curves, β tuning, class
+summary, behaviours and a few highlighted responses. Charts are embedded as SVG rendered by
+vl-convert, so the file needs no JavaScript and no network."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from . import stats
+from .behaviours import behaviour_mix
+from .charts import beta_histograms, chart_svg, counts_chart, mean_probability_chart, position_chart
+from .provenance import classify_table
+from .render import highlighted_block
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+h1 {{ margin-bottom: 0.2rem; }} h2 {{ margin-top: 2.2rem; border-bottom: 1px solid #ddd; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; }} td, th {{ border: 1px solid #ddd; padding: 3px 8px; }}
+.chart {{ margin: 0.8rem 0; overflow-x: auto; }} .muted {{ color: #666; font-size: 0.9rem; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="muted">RDPT Explorer report · Reasoning Distillation Provenance Tracing</p>
+{body}
+</body></html>
+"""
+
+
+def _table(frame: pd.DataFrame, index: bool = False) -> str:
+    return frame.to_html(index=index, escape=True, float_format=lambda x: f"{x:.3f}", border=0)
+
+
+def _chart(chart, name: str) -> str:
+    return f'<div class="chart" data-chart="{html.escape(name)}">{chart_svg(chart)}</div>'
+
+
+def build_report(
+    actions: pd.DataFrame, alpha: float, beta: float, settings: Mapping[str, str] | None = None,
+    betas: Sequence[float] | None = None, min_n: int = 10, token_step: int = 4000, n_examples: int = 3,
+    title: str = "RDPT report",
+) -> str:
+    """The report as an HTML string. ``actions``: the scored action table (not yet classified)."""
+    table = classify_table(actions, alpha, beta)
+    column = "cls" if "cls" in table.columns else "cls3"
+    settings = {"alpha": f"{alpha:.3f}", "beta": f"{beta:.3f}", **(settings or {})}
+    parts = ["<h2>Settings</h2>", _table(pd.DataFrame(list(settings.items()), columns=["setting", "value"])),
+             f"<p>{table.record_id.nunique()} responses, {len(table)} actions.</p>"]
+
+    curves = stats.position_curves(table, column, min_n)
+    parts.append("<h2>Class share by position</h2>")
+    if curves.empty:
+        parts.append(f"<p>No position has {min_n} responses with a scored action.</p>")
+    else:
+        parts += [_chart(position_chart(curves, stats.token_marks(table, token_step)), "curves"),
+                  _chart(counts_chart(curves), "counts")]
+    means = stats.mean_probability_curves(table, min_n)
+    if not means.empty:
+        parts += ["<h2>Mean probability by position</h2>", _chart(mean_probability_chart(means), "means")]
+
+    parts += ["<h2>Correct vs incorrect responses</h2>", _table(stats.correct_vs_incorrect(table, column))]
+
+    grid = list(betas) if betas else stats.beta_grid()
+    overlaps = stats.beta_overlaps(actions, alpha, grid, column=column)
+    suggested = stats.suggest_beta(overlaps)
+    parts += ["<h2>Choosing β</h2>",
+              f"<p>Suggested β = {suggested:.2f} (least overlap between the two most frequent classes).</p>"
+              if suggested is not None else "<p>No suggestion (too few classes).</p>",
+              _chart(beta_histograms(stats.proportions_by_beta(actions, alpha, grid, column), suggested), "beta"),
+              _table(overlaps.pivot_table(index=["class_a", "class_b"], columns="beta", values="overlap"), index=True)]
+
+    parts += ["<h2>Behaviours per class</h2>", _table(behaviour_mix(table, column), index=True)]
+
+    parts.append("<h2>Example responses</h2>")
+    for rid in _examples(table, n_examples):
+        rows = table[table.record_id == rid]
+        verdict = {True: "correct", False: "incorrect"}.get(rows["correct"].iloc[0], "unknown")
+        parts += [f"<h3>{html.escape(str(rid))} ({verdict})</h3>", highlighted_block(rows, column)]
+    return _PAGE.format(title=html.escape(title), body="\n".join(parts))
+
+
+def _examples(table: pd.DataFrame, n: int) -> list[str]:
+    """Up to n responses, correct and incorrect alternating, shortest first (readable)."""
+    sizes = table.groupby("record_id").agg(n=("action_index", "size"), correct=("correct", "first"))
+    picks: list[str] = []
+    groups = [sizes[sizes.correct == flag].sort_values("n").index.tolist() for flag in (True, False)]
+    while len(picks) < n and any(groups):
+        for g in groups:
+            if g and len(picks) < n:
+                picks.append(g.pop(0))
+    return picks
