@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from rdpt_app.state import current_actions, page_setup
+from rdpt_app.state import current_actions, current_behaviour_tags, page_setup
 from rdpt_core import stats
 from rdpt_core.behaviours import behaviour_mix
 from rdpt_core.charts import chart_png, chart_svg, counts_chart, mean_probability_chart, position_chart
+from rdpt_core.report import build_report
 
 page_setup("Corpus")
 st.title("Corpus")
@@ -17,6 +18,14 @@ column = "cls" if "cls" in table.columns else "cls3"
 c1, c2 = st.columns(2)
 min_n = c1.number_input("Hide positions with fewer responses than", 1, 10_000, 10, key="corpus_min_n")
 step = c2.number_input("Token marks every", 500, 64_000, 4000, step=500, key="corpus_step")
+
+ss = st.session_state
+settings = {**{f"model ({role})": label for role, label in ss.corpus.models.items()},
+            "segmenter": ss.segmenter, "dataset": ss.dataset_name}
+st.download_button(
+    "Report (self-contained HTML)", lambda: build_report(table, ss.alpha, ss.beta, settings, min_n=int(min_n),
+                                                          token_step=int(step), title=f"RDPT report · {ss.dataset_name}"),
+    "rdpt-report.html", "text/html", on_click="ignore", type="primary")
 
 curves = stats.position_curves(table, column, int(min_n))
 marks = stats.token_marks(table, int(step))
@@ -43,4 +52,4 @@ st.dataframe(stats.correct_vs_incorrect(table, column), hide_index=True)
 st.caption("Shares of actions per class; z and p from a two-sided two-proportion z-test.")
 
 st.subheader("Behaviours per class (SEAL-style keywords)")
-st.dataframe(behaviour_mix(table, column))
+st.dataframe(behaviour_mix(table, column, current_behaviour_tags()))

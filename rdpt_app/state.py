@@ -96,6 +96,19 @@ def actions_of(corpus_key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.Dat
     return _corpus.actions(segmenter)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def behaviour_tags(corpus_key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.Series:
+    """Behaviour tags of the corpus's actions (independent of α and β, so cached)."""
+    from rdpt_core.behaviours import tag_actions
+
+    return tag_actions(actions_of(corpus_key, _corpus, segmenter))
+
+
+def current_behaviour_tags() -> pd.Series:
+    corpus = st.session_state.corpus
+    return behaviour_tags(corpus_key(corpus), corpus, st.session_state.segmenter)
+
+
 def corpus_key(corpus: ScoredCorpus) -> str:
     """Identity of a corpus's content for the derived-table cache (cheap: ids and sizes)."""
     import hashlib

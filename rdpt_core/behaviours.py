@@ -57,9 +57,11 @@ def tag_actions(actions: pd.DataFrame) -> pd.Series:
     return tags.astype(object).where(actions["kind"] != "special", None)
 
 
-def behaviour_mix(actions: pd.DataFrame, column: str = "cls") -> pd.DataFrame:
-    """Share of each behaviour within each class (rows: class; columns: behaviours, n)."""
-    tagged = actions.assign(behaviour=tag_actions(actions)).dropna(subset=["behaviour"])
+def behaviour_mix(actions: pd.DataFrame, column: str = "cls", tags: pd.Series | None = None) -> pd.DataFrame:
+    """Share of each behaviour within each class (rows: class; columns: behaviours, n).
+    ``tags``: precomputed :func:`tag_actions` (they do not depend on α or β)."""
+    tags = tag_actions(actions) if tags is None else tags
+    tagged = actions.assign(behaviour=tags.to_numpy()).dropna(subset=["behaviour"])
     mix = pd.crosstab(tagged[column], tagged["behaviour"], normalize="index")
     mix = mix.reindex(columns=list(BEHAVIOURS), fill_value=0.0)
     mix["n"] = tagged.groupby(column).size()
