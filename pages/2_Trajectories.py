@@ -152,7 +152,8 @@ with generate:
         st.success(f"Added {n} responses. Score them below or explore them on the explorer page.")
 
 st.divider()
-unscored = [r for r in ss.records if not ss.corpus or r.record_id not in {c.record_id for c in ss.corpus.records}]
+scored_ids = {c.record_id for c in ss.corpus.records} if ss.corpus else set()
+unscored = [r for r in ss.records if r.record_id not in scored_ids]
 st.markdown(f"**{len(unscored)}** records of the dataset are not scored yet.")
 if unscored and st.button(f"Score {len(unscored)} record(s) with the chosen models", key="score_all"):
     score_into_corpus(unscored)
