@@ -162,15 +162,24 @@ def page_setup(title: str) -> None:
 
 
 class StreamlitProgress:
-    """A ``rdpt_core.scoring.ProgressBar`` drawn with ``st.progress``."""
+    """A ``rdpt_core.scoring.ProgressBar`` drawn with ``st.progress``: done/total, rate, time left."""
 
     def __init__(self, desc: str, total: int) -> None:
+        import time
+
         self.desc, self.total, self.done = desc, max(total, 1), 0
+        self.started = time.perf_counter()
         self.bar = st.progress(0.0, text=f"{desc}: 0/{total}")
 
     def update(self, n: int = 1) -> None:
+        import time
+
         self.done += n
-        self.bar.progress(min(self.done / self.total, 1.0), text=f"{self.desc}: {self.done}/{self.total}")
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        self.bar.progress(min(self.done / self.total, 1.0),
+                          text=f"{self.desc}: {self.done}/{self.total} · {rate:.2f} records/s · ~{left:.0f} s left")
 
     def close(self) -> None:
         self.bar.progress(1.0, text=f"{self.desc}: done")

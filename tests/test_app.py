@@ -190,3 +190,24 @@ def test_beta_tuning_page_suggests_and_applies_a_beta():
     assert at.session_state["beta"] == want
     at.text_input(key="beta_grid").input("0.1, nonsense").run()
     assert any("between 0 and 1" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_scoring_a_pasted_record_in_the_app_fills_the_token_cache():
+    import os
+    from pathlib import Path
+
+    cache = Path(os.environ["RDPT_CACHE_DIR"])
+    before = len(list(cache.rglob("*.npz")))
+    at = page("pages/2_Trajectories.py").run()
+    at.text_area(key="paste_prompt").input("What is 3 + 4?")
+    at.text_area(key="paste_response").input("3 + 4 = 7. <b>Done</b>. The answer is 7.")
+    next(b for b in at.button if b.key == "paste_add").click().run()
+    next(b for b in at.button if b.key == "score_all").click().run(timeout=300)
+    assert not at.exception
+    corpus = at.session_state["corpus"]
+    assert "pasted-1" in {r.record_id for r in corpus.records}
+    assert set(corpus.tokens) == {"teacher", "student", "distilled"}
+    assert len(list(cache.rglob("*.npz"))) == before + 3  # one token-cache entry per model
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any(t.startswith("teacher") for t in texts) and any(t.startswith("distilled") for t in texts)

@@ -107,3 +107,27 @@ def test_explorer_in_chromium_recolours_when_beta_moves(app_url, browser):
     assert {c: n for c, n in spans.items()} == {c: n for c, n in want.items() if n}
     assert not alerts
     page.close()
+
+
+def test_report_opens_offline_with_every_chart_rendered(browser, tmp_path):
+    import pandas as pd
+
+    from rdpt_core.report import build_report
+
+    scores = pd.read_parquet(DEMO.parent / "demo_scores.parquet")
+    path = tmp_path / "report.html"
+    path.write_text(build_report(scores, 0.1, 0.1, min_n=5), encoding="utf-8")
+    context = browser.new_context(offline=True)  # nothing may come from a network
+    page = context.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(path.as_uri(), wait_until="load")
+    charts = page.eval_on_selector_all(
+        "[data-chart]", "els => els.map(e => [e.dataset.chart, e.querySelector('svg')?.getBBox().width || 0])")
+    assert [name for name, _ in charts] == ["curves", "counts", "means", "beta"]
+    assert all(width > 100 for _, width in charts)  # drawn, not empty
+    assert page.locator(".rdpt-response").count() == 3
+    assert requests == [path.as_uri()]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
+    context.close()
