@@ -67,9 +67,11 @@ with paste:
 with upload:
     file = st.file_uploader("JSONL, JSON, CSV or Parquet", type=["jsonl", "ndjson", "json", "csv", "parquet"])
     if file is not None:
-        suffix = Path(file.name).suffix
-        tmp = Path(tempfile.mkdtemp(prefix="rdpt-upload-")) / f"upload{suffix}"
-        tmp.write_bytes(file.getvalue())
+        data = file.getvalue()
+        # one file per distinct upload (reruns reuse it): the readers work on paths
+        tmp = Path(tempfile.gettempdir()) / "rdpt-uploads" / hashlib.sha256(data).hexdigest()[:16] / f"upload{Path(file.name).suffix}"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
         layout = st.selectbox("Layout", ["auto", "flat", "chat", "skythought"], key="up_layout",
                               help="auto: SkyThought rows (question + code list), chat rows (messages / "
                                    "conversations), otherwise flat columns")
