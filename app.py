@@ -28,8 +28,8 @@ with right:
         if ss.dataset_name != DEMO_NAME:
             use_demo()
         st.switch_page("pages/3_Explorer.py")
-    st.page_link("pages/1_Models.py", label="Choose models", icon="🧠")
-    st.page_link("pages/2_Trajectories.py", label="Bring trajectories", icon="📥")
+    st.page_link("pages/1_Models.py", label="Choose models", icon=":material/tune:")
+    st.page_link("pages/2_Trajectories.py", label="Bring trajectories", icon=":material/upload_file:")
 
 with left:
     st.subheader("Demo preview")

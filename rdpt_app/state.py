@@ -58,6 +58,11 @@ def init_state() -> None:
 def use_demo() -> None:
     corpus = demo_corpus()
     set_dataset(DEMO_NAME, corpus.records, corpus)
+    # open on a telling example: the correct response with the most actions
+    table = actions_of(corpus_key(corpus), corpus, "paper")
+    sizes = table[table["correct"].fillna(False).astype(bool)].groupby("record_id", sort=False).size()
+    if len(sizes):
+        st.session_state.record_id = str(sizes.idxmax())
 
 
 def set_dataset(name: str, records: list, corpus: ScoredCorpus | None = None) -> None:
