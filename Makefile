@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models test test-fast app clean-cache lab demo-scores bench
+.PHONY: setup venv models test test-fast app clean-cache lab demo-scores bench math500-subset
 
 setup: venv models
 
@@ -45,3 +45,7 @@ demo-scores: setup
 # Speed of the corpus page's recomputation on 1M synthetic actions (see docs/benchmarks.md).
 bench: setup
 	$(PY) scripts/bench.py
+
+# A balanced 20-response subset of the real MATH500 outputs, scored (data/math500_subset/).
+math500-subset: setup
+	$(PY) scripts/score_math500_subset.py

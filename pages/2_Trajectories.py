@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from rdpt_app.state import (
-    DEMO_DIR, DEMO_NAME, backend_for, page_setup, path_label, score_into_corpus, set_dataset, spec_for,
-    spec_key, use_demo,
+    DEMO_DIR, DEMO_NAME, backend_for, merge_into_corpus, page_setup, path_label, score_into_corpus, set_dataset,
+    spec_for, spec_key, start_background_scoring, use_demo,
 )
 from rdpt_core.answers import check_answer
 from rdpt_core.backends.base import SamplingSettings
@@ -156,10 +156,43 @@ with generate:
 st.divider()
 scored_ids = {c.record_id for c in ss.corpus.records} if ss.corpus else set()
 unscored = [r for r in ss.records if r.record_id not in scored_ids]
-st.markdown(f"**{len(unscored)}** records of the dataset are not scored yet.")
-if unscored and st.button(f"Score {len(unscored)} record(s) with the chosen models", key="score_all"):
+st.markdown(f"**{len(unscored)}** records of the dataset are not scored yet. Scores land in the token "
+            "cache record by record: an interrupted or cancelled job resumes where it stopped.")
+job = ss.get("job")
+idle = job is None or not job.running
+c1, c2 = st.columns(2)
+if unscored and idle and c1.button(f"Score {len(unscored)} record(s) now", key="score_all"):
     score_into_corpus(unscored)
     st.success("Scored. Open the Response explorer.")
+if unscored and idle and c2.button(f"Score {len(unscored)} record(s) in the background", key="score_bg"):
+    ss.job, ss.job_merged = start_background_scoring(unscored), False
+    st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def job_panel() -> None:
+    job = ss.get("job")
+    if job is None:
+        return
+    p = job.progress
+    left = "" if p.seconds_left != p.seconds_left else f" · ~{p.seconds_left:.0f} s left"  # NaN-safe
+    st.progress(min(p.records_done / max(p.records_total, 1), 1.0),
+                text=f"{p.state} · {p.role or '…'} · {p.records_done}/{p.records_total} record-model pairs · "
+                     f"{p.records_per_second:.2f} records/s · {p.tokens_per_second:.0f} tokens/s{left}")
+    if job.running:
+        st.button("Cancel", key="job_cancel", on_click=job.cancel)
+    elif p.state == "done" and not ss.get("job_merged"):
+        merge_into_corpus(job.result[0])
+        ss.job_merged = True
+        st.rerun()
+    elif p.state == "cancelled":
+        st.info(f"Cancelled after {p.records_done} record-model pairs; they are in the token cache. "
+                "Start the job again to resume.")
+    elif p.state == "failed":
+        st.error(f"Scoring failed: {p.error}")
+
+
+job_panel()
 st.dataframe(pd.DataFrame([{"record_id": r.record_id, "question_id": r.question_id, "correct": r.correct,
                             "source": r.source, "prompt": r.prompt[:80], "response": r.response[:120]}
                            for r in ss.records[:500]]), hide_index=True)

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from rdpt_app.state import current_actions, page_setup, score_into_corpus
-from rdpt_core.charts import chart_png, chart_svg, response_chart
+from rdpt_app.state import chart_downloads, current_actions, page_setup, score_into_corpus
+from rdpt_core.charts import response_chart
 from rdpt_core.render import highlighted_block
 
 page_setup("Response explorer")
@@ -68,6 +68,4 @@ cols[0].download_button("Actions (CSV)", lambda: actions.to_csv(index=False), f"
                         on_click="ignore")
 cols[1].download_button("Actions (Parquet)", lambda: actions.to_parquet(index=False), f"{stem}.parquet",
                         on_click="ignore")
-cols[2].download_button("Chart (PNG)", lambda: chart_png(chart), f"{stem}.png", "image/png", on_click="ignore")
-cols[3].download_button("Chart (SVG)", lambda: chart_svg(chart), f"{stem}.svg", "image/svg+xml",
-                        on_click="ignore")
+chart_downloads(chart, "response-chart", cols[2:])

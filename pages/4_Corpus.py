@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from rdpt_app.state import current_actions, current_behaviour_tags, page_setup
+from rdpt_app.state import chart_downloads, current_actions, current_behaviour_tags, page_setup
 from rdpt_core import stats
 from rdpt_core.behaviours import behaviour_mix
-from rdpt_core.charts import chart_png, chart_svg, counts_chart, mean_probability_chart, position_chart
+from rdpt_core.charts import counts_chart, mean_probability_chart, position_chart
 from rdpt_core.report import build_report
 
 page_setup("Corpus")
@@ -37,15 +37,17 @@ else:
     chart = position_chart(curves, marks)
     st.subheader("Class share by position")
     st.altair_chart(chart, width="stretch")
-    st.altair_chart(counts_chart(curves), width="stretch")
-    d1, d2 = st.columns(2)
-    d1.download_button("Curves (PNG)", lambda: chart_png(chart), "rdpt-curves.png", "image/png", on_click="ignore")
-    d2.download_button("Curves (SVG)", lambda: chart_svg(chart), "rdpt-curves.svg", "image/svg+xml", on_click="ignore")
+    chart_downloads(chart, "curves")
+    n_chart = counts_chart(curves)
+    st.altair_chart(n_chart, width="stretch")
+    chart_downloads(n_chart, "n_j")
 
 st.subheader("Mean probability by position")
 means = stats.mean_probability_curves(table, int(min_n))
 if not means.empty:
-    st.altair_chart(mean_probability_chart(means), width="stretch")
+    means_chart = mean_probability_chart(means)
+    st.altair_chart(means_chart, width="stretch")
+    chart_downloads(means_chart, "mean-probability")
 
 st.subheader("Correct vs incorrect responses")
 st.dataframe(stats.correct_vs_incorrect(table, column), hide_index=True)

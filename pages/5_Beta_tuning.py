@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from rdpt_app.state import current_actions, page_setup
+from rdpt_app.state import chart_downloads, current_actions, page_setup
 from rdpt_core import stats
-from rdpt_core.charts import beta_histograms, chart_png, chart_svg
+from rdpt_core.charts import beta_histograms
 
 page_setup("β tuning")
 st.title("β tuning")
@@ -35,9 +35,7 @@ if suggested is not None:
 props = stats.proportions_by_beta(table, ss.alpha, betas, column)
 chart = beta_histograms(props, suggested, int(bins))
 st.altair_chart(chart)
-d1, d2 = st.columns(2)
-d1.download_button("Histograms (PNG)", lambda: chart_png(chart), "rdpt-beta.png", "image/png", on_click="ignore")
-d2.download_button("Histograms (SVG)", lambda: chart_svg(chart), "rdpt-beta.svg", "image/svg+xml", on_click="ignore")
+chart_downloads(chart, "beta-histograms")
 st.subheader("Overlap of every pair of classes")
 st.dataframe(overlaps.pivot_table(index=["class_a", "class_b"], columns="beta", values="overlap").round(3))
 st.caption("Overlap = Σ over bins of min(h_a, h_b) of the two normalised histograms (1: identical).")

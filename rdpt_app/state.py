@@ -207,9 +207,37 @@ def score_into_corpus(records: list) -> None:
     and merge them into the session corpus."""
     from rdpt_core.scoring import score_corpus
 
-    specs = {role: spec for role in ROLES if (spec := spec_for(role)) is not None}
-    backends = {role: backend_for(spec_key(spec), spec) for role, spec in specs.items()}
+    specs, backends = _specs_and_backends()
     corpus, _ = score_corpus(records, specs, backends=backends, progress=StreamlitProgress)
+    merge_into_corpus(corpus)
+
+
+def _specs_and_backends() -> tuple[dict[str, ModelSpec], dict[str, ScoringBackend]]:
+    specs = {role: spec for role in ROLES if (spec := spec_for(role)) is not None}
+    return specs, {role: backend_for(spec_key(spec), spec) for role, spec in specs.items()}
+
+
+def merge_into_corpus(corpus: ScoredCorpus) -> None:
+    """Add freshly scored records to the session corpus (a new corpus if the models changed)."""
     old = st.session_state.get("corpus")
     same_models = old is not None and old.models == corpus.models
     st.session_state.corpus = old.merged(corpus) if same_models else corpus
+
+
+def start_background_scoring(records: list):
+    """Start a :class:`~rdpt_core.jobs.ScoringJob` for ``records`` with the chosen models."""
+    from rdpt_core.jobs import ScoringJob
+
+    specs, backends = _specs_and_backends()
+    return ScoringJob(records, specs, backends=backends).start()
+
+
+def chart_downloads(chart, stem: str, columns=None) -> None:
+    """PNG and SVG download buttons for an Altair chart, rendered only when clicked."""
+    from rdpt_core.charts import chart_png, chart_svg
+
+    left, right = columns if columns is not None else st.columns(2)
+    left.download_button(f"{stem} (PNG)", lambda: chart_png(chart), f"rdpt-{stem}.png", "image/png",
+                         on_click="ignore", key=f"dl_png_{stem}")
+    right.download_button(f"{stem} (SVG)", lambda: chart_svg(chart), f"rdpt-{stem}.svg", "image/svg+xml",
+                          on_click="ignore", key=f"dl_svg_{stem}")

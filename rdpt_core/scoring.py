@@ -135,23 +135,37 @@ def build_backends(specs: Mapping[str, ModelSpec]) -> dict[str, ScoringBackend]:
     return {role: by_spec[spec] for role, spec in specs.items()}
 
 
+class ScoringCancelled(RuntimeError):
+    """Raised when ``should_stop`` says so; every record scored so far is in the cache."""
+
+
+RecordCallback = Callable[[str, TokenScores, bool], None]  # (role, token scores, fresh?)
+
+
 def score_role(
     backend: ScoringBackend, records: Sequence[Record], cache: TokenCache,
-    progress: ProgressBar,
+    progress: ProgressBar, should_stop: Callable[[], bool] | None = None,
+    on_record: RecordCallback | None = None, role: str = "",
 ) -> tuple[dict[str, TokenScores], int]:
-    """Token scores of every record under one model; returns them and how many were fresh."""
+    """Token scores of every record under one model; returns them and how many were fresh.
+    Checks ``should_stop`` between records (a cancelled job resumes from the cache)."""
     out: dict[str, TokenScores] = {}
     fresh = 0
     for record in records:
+        if should_stop is not None and should_stop():
+            raise ScoringCancelled(f"cancelled during {role or backend.spec.label}")
         context = backend.render_context(record.prompt)
         key = cache_key(backend.fingerprint, context, record.response)
         scores = cache.get(key)
+        is_fresh = scores is None
         if scores is None:
             scores = backend.score(context, record.response)
             cache.put(key, scores)
             fresh += 1
         out[record.record_id] = scores
         progress.update(1)
+        if on_record is not None:
+            on_record(role, scores, is_fresh)
     return out, fresh
 
 
@@ -191,6 +205,8 @@ def score_corpus(
     cache: TokenCache | None = None,
     progress: ProgressFactory = no_progress,
     backends: Mapping[str, ScoringBackend] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_record: RecordCallback | None = None,
 ) -> tuple[ScoredCorpus, ScoringReport]:
     """Token scores of ``records`` under every role in ``specs``.
 
@@ -214,7 +230,7 @@ def score_corpus(
         loads_before = backend.load_count
         bar = progress(f"{role}: {backend.spec.label}", len(records))
         try:
-            tokens[role], fresh = score_role(backend, records, cache, bar)
+            tokens[role], fresh = score_role(backend, records, cache, bar, should_stop, on_record, role)
         finally:
             bar.close()
             # One model in memory at a time. A role sharing this model later finds its

@@ -211,3 +211,19 @@ def test_scoring_a_pasted_record_in_the_app_fills_the_token_cache():
     assert len(list(cache.rglob("*.npz"))) == before + 3  # one token-cache entry per model
     texts = [p.proto.text for p in at.get("progress")]
     assert any(t.startswith("teacher") for t in texts) and any(t.startswith("distilled") for t in texts)
+
+
+@pytest.mark.slow
+def test_background_scoring_job_merges_into_the_corpus():
+    at = page("pages/2_Trajectories.py").run()
+    at.text_area(key="paste_prompt").input("What is 5 + 6?")
+    at.text_area(key="paste_response").input("5 + 6 = 11. The answer is 11.")
+    next(b for b in at.button if b.key == "paste_add").click().run()
+    next(b for b in at.button if b.key == "score_bg").click().run()
+    job = at.session_state["job"]
+    assert job.wait(300) and job.progress.state == "done", job.progress.error
+    assert job.progress.records_done == job.progress.records_total == 3  # one record x three models
+    at.run()
+    assert not at.exception
+    assert "pasted-1" in {r.record_id for r in at.session_state["corpus"].records}
+    assert any(p.proto.text.startswith("done") for p in at.get("progress"))
