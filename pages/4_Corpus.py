@@ -5,7 +5,7 @@ import streamlit as st
 from rdpt_app.state import chart_downloads, current_actions, current_behaviour_tags, page_setup
 from rdpt_core import stats
 from rdpt_core.behaviours import behaviour_mix
-from rdpt_core.charts import counts_chart, mean_probability_chart, position_chart
+from rdpt_core.charts import behaviour_chart, counts_chart, mean_probability_chart, position_chart
 from rdpt_core.report import build_report
 
 page_setup("Corpus")
@@ -54,4 +54,8 @@ st.dataframe(stats.correct_vs_incorrect(table, column), hide_index=True)
 st.caption("Shares of actions per class; z and p from a two-sided two-proportion z-test.")
 
 st.subheader("Behaviours per class (SEAL-style keywords)")
-st.dataframe(behaviour_mix(table, column, current_behaviour_tags()))
+mix = behaviour_mix(table, column, current_behaviour_tags())
+mix_chart = behaviour_chart(mix)
+st.altair_chart(mix_chart, width="stretch")
+chart_downloads(mix_chart, "behaviours")
+st.dataframe(mix)

@@ -116,3 +116,18 @@ def beta_histograms(props_by_beta: pd.DataFrame, suggested: float | None = None,
         color=alt.Color("cls:N", scale=alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes])),
         tooltip=["cls:N", "count():Q"],
     ).properties(width=220, height=180).facet(column=alt.Column("title:N", title=None))
+
+
+BEHAVIOUR_COLORS = {"execution": "#999999", "reflection": "#CC79A7", "transition": "#0072B2"}
+
+
+def behaviour_chart(mix: pd.DataFrame, height: int = 160) -> alt.Chart:
+    """The paper's Figure 9: the behaviour mix (execution / reflection / transition) per class."""
+    long = (mix.drop(columns="n").reset_index().rename(columns={mix.index.name or "index": "cls"})
+            .melt(id_vars="cls", var_name="behaviour", value_name="share"))
+    return alt.Chart(long).mark_bar().encode(
+        y=alt.Y("cls:N", title="class"),
+        x=alt.X("share:Q", stack="normalize", title="share of the class's actions", axis=alt.Axis(format="%")),
+        color=alt.Color("behaviour:N", scale=alt.Scale(domain=list(BEHAVIOUR_COLORS), range=list(BEHAVIOUR_COLORS.values()))),
+        tooltip=["cls:N", "behaviour:N", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(height=height)

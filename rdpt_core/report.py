@@ -11,7 +11,9 @@ import pandas as pd
 
 from . import stats
 from .behaviours import behaviour_mix
-from .charts import beta_histograms, chart_svg, counts_chart, mean_probability_chart, position_chart
+from .charts import (
+    behaviour_chart, beta_histograms, chart_svg, counts_chart, mean_probability_chart, position_chart,
+)
 from .provenance import classify_table
 from .render import highlighted_block
 
@@ -46,7 +48,10 @@ def build_report(
     """The report as an HTML string. ``actions``: the scored action table (not yet classified)."""
     table = classify_table(actions, alpha, beta)
     column = "cls" if "cls" in table.columns else "cls3"
-    settings = {"alpha": f"{alpha:.3f}", "beta": f"{beta:.3f}", **(settings or {})}
+    known = {f"model ({role})": label for role, label in actions.attrs.get("models", {}).items()}
+    if "segmenter" in actions.attrs:
+        known["segmenter"] = actions.attrs["segmenter"]
+    settings = {"alpha": f"{alpha:.3f}", "beta": f"{beta:.3f}", **known, **(settings or {})}
     parts = ["<h2>Settings</h2>", _table(pd.DataFrame(list(settings.items()), columns=["setting", "value"])),
              f"<p>{table.record_id.nunique()} responses, {len(table)} actions.</p>"]
 
@@ -72,7 +77,8 @@ def build_report(
               _chart(beta_histograms(stats.proportions_by_beta(actions, alpha, grid, column), suggested), "beta"),
               _table(overlaps.pivot_table(index=["class_a", "class_b"], columns="beta", values="overlap"), index=True)]
 
-    parts += ["<h2>Behaviours per class</h2>", _table(behaviour_mix(table, column), index=True)]
+    mix = behaviour_mix(table, column)
+    parts += ["<h2>Behaviours per class</h2>", _chart(behaviour_chart(mix), "behaviours"), _table(mix, index=True)]
 
     parts.append("<h2>Example responses</h2>")
     for rid in _examples(table, n_examples):

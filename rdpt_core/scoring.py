@@ -185,7 +185,9 @@ class ScoredCorpus:
             role: {rid: action_scores(by_record[rid], segments[rid]) for rid in by_record if segments[rid]}
             for role, by_record in self.tokens.items()
         }
-        return action_table(self.records, segments, per_role)
+        table = action_table(self.records, segments, per_role)
+        table.attrs.update(models=dict(self.models), segmenter=segmenter)  # kept by Parquet
+        return table
 
     def merged(self, other: ScoredCorpus) -> ScoredCorpus:
         """This corpus plus ``other`` (same models); records of ``other`` replace same ids."""

@@ -227,3 +227,23 @@ def test_background_scoring_job_merges_into_the_corpus():
     assert not at.exception
     assert "pasted-1" in {r.record_id for r in at.session_state["corpus"].records}
     assert any(p.proto.text.startswith("done") for p in at.get("progress"))
+
+
+MATH500 = REPO / "data" / "math500_subset"
+
+
+def test_corpus_and_beta_pages_on_the_scored_math500_subset():
+    corpus = load_corpus(MATH500 / "corpus")
+    assert {r.correct for r in corpus.records} == {True, False}
+    for path in ("pages/4_Corpus.py", "pages/5_Beta_tuning.py"):
+        at = page(path)
+        at.session_state["records"] = corpus.records
+        at.session_state["corpus"] = corpus
+        at.session_state["dataset_name"] = "MATH500 subset"
+        at.run()
+        assert not at.exception
+        if path.endswith("Corpus.py"):
+            at.number_input(key="corpus_min_n").set_value(5).run()
+            summary = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
+            assert (summary["n_correct"] > 0).all() and (summary["n_incorrect"] > 0).all()
+        assert len(at.get("vega_lite_chart")) >= 1

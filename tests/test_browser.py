@@ -124,7 +124,7 @@ def test_report_opens_offline_with_every_chart_rendered(browser, tmp_path):
     page.goto(path.as_uri(), wait_until="load")
     charts = page.eval_on_selector_all(
         "[data-chart]", "els => els.map(e => [e.dataset.chart, e.querySelector('svg')?.getBBox().width || 0])")
-    assert [name for name, _ in charts] == ["curves", "counts", "means", "beta"]
+    assert [name for name, _ in charts] == ["curves", "counts", "means", "beta", "behaviours"]
     assert all(width > 100 for _, width in charts)  # drawn, not empty
     assert page.locator(".rdpt-response").count() == 3
     assert requests == [path.as_uri()]

@@ -26,3 +26,14 @@ def test_png_and_svg_export():
     chart = response_chart(sample())
     assert chart_png(chart)[:8] == b"\x89PNG\r\n\x1a\n"
     assert chart_svg(chart).lstrip().startswith("<svg")
+
+
+def test_behaviour_chart_stacks_the_mix_per_class():
+    from rdpt_core.behaviours import behaviour_mix
+    from rdpt_core.charts import behaviour_chart
+
+    table = sample().assign(text=["A.", " Wait, check.", " Alternatively, B.", " D."])
+    spec = behaviour_chart(behaviour_mix(table)).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert {(r["cls"], r["behaviour"]) for r in rows if r["share"] > 0} == {
+        ("Teacher", "execution"), ("Shared", "reflection"), ("Student", "transition"), ("Boosted", "execution")}

@@ -24,9 +24,28 @@ def test_report_is_self_contained_with_every_section_and_escaped_text():
     assert "<script" not in page.lower()  # no JS at all, and the response's script tag is text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "T &lt;x&gt;" in page
     charts = re.findall(r'data-chart="(\w+)"><svg', page)
-    assert charts == ["curves", "counts", "means", "beta"]
+    assert charts == ["curves", "counts", "means", "beta", "behaviours"]
     assert "http://" not in page.replace("http://www.w3.org", "")  # nothing fetched from a network
     for heading in ("Settings", "Class share by position", "Correct vs incorrect responses", "Choosing β",
                     "Behaviours per class", "Example responses"):
         assert f"<h2>{heading}</h2>" in page
     assert page.count('class="rdpt-response"') == 2
+
+
+def test_report_on_the_scored_math500_subset():
+    from conftest import REPO
+
+    scores = pd.read_parquet(REPO / "data" / "math500_subset" / "scores.parquet")
+    assert set(scores["correct"]) == {True, False}
+    page = build_report(scores, 0.1, 0.15, {"data": "MATH500 subset"}, min_n=5, n_examples=2)
+    assert re.findall(r'data-chart="(\w+)"><svg', page) == ["curves", "counts", "means", "beta", "behaviours"]
+    assert "(correct)</h3>" in page and "(incorrect)</h3>" in page
+
+
+def test_report_settings_name_the_models_and_segmenter_stored_with_the_scores(tmp_path):
+    table = synthetic(n_resp=12, n_act=4)
+    table.attrs.update(models={"teacher": "smollm2", "student": "gemma"}, segmenter="spacy")
+    table.to_parquet(tmp_path / "s.parquet")  # attrs survive Parquet
+    page = build_report(pd.read_parquet(tmp_path / "s.parquet"), 0.1, 0.1, min_n=2, n_examples=1)
+    for cell in ("model (teacher)</td>", "smollm2</td>", "model (student)</td>", "segmenter</td>", "spacy</td>"):
+        assert cell in page
