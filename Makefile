@@ -34,7 +34,7 @@ app: setup
 clean-cache:
 	rm -rf .rdpt_cache
 
-# The mini-distillation lab (see docs/lab.md): rebuilds demo/lab/ from the seed, ~45 min here.
+# The mini-distillation lab (see docs/lab.md): rebuilds demo/lab/ from the seed, ~41 min here.
 lab: setup
 	$(PY) -m rdpt_core.lab
 
