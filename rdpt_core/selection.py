@@ -1,0 +1,82 @@
+"""Teacher-guided data selection (SPEC §1.11, paper section 4): one response per question.
+
+Input: an action table of several teacher responses per question scored by the teacher and
+the student only. Per response: the number and share of ``Teacher`` actions under the 3-class
+rule with β, the number of actions, the length in the student's tokens and the student's mean
+token log-prob. Strategies keep one response per question:
+
+* ``max_teacher_count`` – most Teacher actions (the paper's method);
+* ``longest`` – most student tokens;
+* ``max_teacher_proportion`` / ``min_teacher_count`` – highest Teacher share / fewest Teacher actions;
+* ``random`` – uniformly, seeded;
+* ``grape`` – highest length-normalised student log-likelihood (Zhang et al., 2025).
+
+Ties go to the response that comes first in the input (stable order).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from .provenance import TEACHER, UNSCORED, classify3
+
+STRATEGIES = ("max_teacher_count", "longest", "max_teacher_proportion", "min_teacher_count", "random", "grape")
+_RULES = {  # strategy -> (feature column, pick the largest?)
+    "max_teacher_count": ("n_teacher", True),
+    "longest": ("n_tokens", True),
+    "max_teacher_proportion": ("teacher_share", True),
+    "min_teacher_count": ("n_teacher", False),
+    "grape": ("student_mean_logp", True),
+}
+
+
+def response_features(actions: pd.DataFrame, beta: float) -> pd.DataFrame:
+    """One row per response (input order): question_id, n_teacher, teacher_share, n_actions,
+    n_tokens (student), student_mean_logp."""
+    cls = classify3(actions["p_teacher"], actions["p_student"], beta)
+    frame = actions.assign(is_teacher=cls == TEACHER, scored=cls != UNSCORED)
+    grouped = frame.groupby("record_id", sort=False)
+    out = pd.DataFrame({
+        "question_id": grouped["question_id"].first(),
+        "n_teacher": grouped["is_teacher"].sum().astype(np.int64),
+        "n_scored": grouped["scored"].sum().astype(np.int64),
+        "n_actions": grouped.size().astype(np.int64),
+        "n_tokens": grouped["n_tokens_student"].sum().astype(np.int64),
+        "sum_logp": grouped["sum_logp_student"].sum(),
+    })
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["teacher_share"] = out["n_teacher"] / out["n_scored"]
+        out["student_mean_logp"] = out["sum_logp"] / out["n_tokens"]
+    return out.drop(columns="sum_logp").reset_index()
+
+
+def select(features: pd.DataFrame, strategy: str, seed: int = 0) -> pd.DataFrame:
+    """The chosen response per question (rows of ``features``, one per question, question order
+    of first appearance)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    ordered = features.reset_index(drop=True)
+    if strategy == "random":
+        rng = np.random.default_rng(seed)
+        picks = [rng.choice(idx.to_numpy()) for _, idx in ordered.groupby("question_id", sort=False).groups.items()]
+        return ordered.loc[picks].reset_index(drop=True)
+    column, largest = _RULES[strategy]
+    key = ordered[column].fillna(-np.inf if largest else np.inf)
+    key = -key if largest else key
+    # stable sort by (question, key) keeps input order among equal keys: the first one wins
+    order = ordered.assign(_key=key, _q=ordered.groupby("question_id", sort=False).ngroup())
+    best = order.sort_values(["_q", "_key"], kind="stable").groupby("_q").head(1)
+    return best.drop(columns=["_key", "_q"]).reset_index(drop=True)
+
+
+def agreement(features: pd.DataFrame, strategies=STRATEGIES, seed: int = 0) -> pd.DataFrame:
+    """Share of questions on which two strategies pick the same response (symmetric matrix)."""
+    picks = {s: select(features, s, seed).set_index("question_id")["record_id"] for s in strategies}
+    out = pd.DataFrame(1.0, index=list(strategies), columns=list(strategies))
+    for a, b in itertools.combinations(strategies, 2):
+        same = float((picks[a] == picks[b].reindex(picks[a].index)).mean())
+        out.loc[a, b] = out.loc[b, a] = same
+    return out
