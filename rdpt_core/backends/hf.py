@@ -323,7 +323,7 @@ class HFBackend(ScoringBackend):
                 generated = self._model.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
                     do_sample=sampling, temperature=settings.temperature if sampling else None,
-                    top_p=settings.top_p if sampling else None, top_k=None if sampling else None,
+                    top_p=settings.top_p if sampling else None, top_k=None,
                     pad_token_id=pad_id, stopping_criteria=self._stop_criteria(stop_re, width),
                 )
             for i, row in zip(batch, generated[:, width:].tolist()):

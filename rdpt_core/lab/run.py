@@ -170,7 +170,7 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     stages = Stages(out, config)
     total = time.perf_counter()
     train, heldout, test = stages.timed("questions", make_questions, config)
-    teacher_spec, student_spec = resolve_spec(TEACHER), resolve_spec(STUDENT)
+    specs = lineage_specs(out)  # the distilled spec points at out/adapter, written by the sft stage
 
     def sample_and_save(jobs: list[tuple], name: str) -> list[Record]:
         """jobs: (spec, problems, sampling settings, source, split); all written to ``name``."""
@@ -179,8 +179,8 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
         return recs
 
     teacher_records = stages.timed("teacher", sample_and_save, [
-        (teacher_spec, train, config.sampling(config.teacher_samples, 0), "teacher", "train"),
-        (teacher_spec, heldout, config.sampling(config.teacher_samples, 50), "teacher", "heldout"),
+        (specs["teacher"], train, config.sampling(config.teacher_samples, 0), "teacher", "train"),
+        (specs["teacher"], heldout, config.sampling(config.teacher_samples, 50), "teacher", "heldout"),
     ], "teacher_data.jsonl")
     sft_pairs = [(r.prompt, r.response) for r in teacher_records
                  if r.meta["split"] == "train" and (r.correct or not config.sft_verified_only)]
@@ -194,14 +194,12 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     def sft_stage() -> dict:
         adapter = out / "adapter"
         shutil.rmtree(adapter, ignore_errors=True)
-        return train_lora(create_backend(student_spec), sft_pairs, config.lora, adapter)
+        return train_lora(create_backend(specs["student"]), sft_pairs, config.lora, adapter)
 
     stages.manifest["sft"] = stages.timed("sft", sft_stage)
-    d_spec = distilled_spec(out)
-
     trajectories = stages.timed("trajectories", sample_and_save, [
-        (d_spec, test, config.sampling(config.distilled_samples, 100), "distilled", "test"),
-        (student_spec, test, config.sampling(config.student_samples, 200), "student", "test"),
+        (specs["distilled"], test, config.sampling(config.distilled_samples, 100), "distilled", "test"),
+        (specs["student"], test, config.sampling(config.student_samples, 200), "student", "test"),
     ], "test_trajectories.jsonl")
     distilled_records = [r for r in trajectories if r.source == "distilled"]
     stages.manifest["trajectories"] = {
@@ -213,8 +211,7 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     stages.manifest["demo_actions"] = stages.timed("score", write_demo_scores, distilled_records, out)
 
     def accuracy_stage() -> dict:
-        return {role: accuracy(spec, test, config)
-                for role, spec in (("teacher", teacher_spec), ("student", student_spec), ("distilled", d_spec))}
+        return {role: accuracy(spec, test, config) for role, spec in specs.items()}
 
     stages.manifest["test_accuracy_greedy"] = stages.timed("accuracy", accuracy_stage)
     stages.manifest["total_seconds"] = round(time.perf_counter() - total, 1)
