@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models test test-fast app clean-cache lab demo-scores bench math500-subset
+.PHONY: setup venv models test test-fast app clean-cache lab demo-scores teacher-scores sources-demo bench math500-subset
 
 setup: venv models
 
@@ -41,6 +41,18 @@ lab: setup
 # Re-score the committed lab trajectories into the demo corpus (demo/lab/demo_scores.parquet).
 demo-scores: setup
 	$(PY) -m rdpt_core.lab --only-score
+
+# Score the committed lab teacher samples by T and S (demo/lab/teacher_corpus/, the selection demo).
+teacher-scores: setup
+	$(PY) -m rdpt_core.lab --only-teacher-score
+
+# The three SkyThought models' AIME24 outputs under SmolLM2 (data/aime24_sources/, the sources demo).
+sources-demo: setup
+	$(PY) -m rdpt_core sources --reference smollm2-135m-instruct \
+	    --input data/skythought/aime24.sky-t1-correct-5k-27b.jsonl \
+	    --input data/skythought/aime24.gemma-2-27b-it.jsonl \
+	    --input data/skythought/aime24.qwen2.5-math-7b.jsonl \
+	    --out data/aime24_sources/stats.csv --responses data/aime24_sources/responses.parquet
 
 # Speed of the corpus page's recomputation on 1M synthetic actions (see docs/benchmarks.md).
 bench: setup

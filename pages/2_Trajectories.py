@@ -107,7 +107,7 @@ with upload:
             if issues:
                 issue_report(issues)
             if result.records:
-                set_dataset(f"Upload: {file.name}", result.records)
+                set_dataset(f"Upload: {file.name}", result.records, origins=result.origins)
                 st.success(f"Loaded {len(result.records)} records from {file.name}.")
 
 with examples:
@@ -120,7 +120,8 @@ with examples:
             use_demo()
         else:
             try:
-                set_dataset(name, load_records(path).records)
+                loaded = load_records(path)
+                set_dataset(name, loaded.records, origins=loaded.origins)
             except (RecordsError, FileNotFoundError) as err:
                 st.error(str(err))
         st.success(f"Now working on: {ss.dataset_name} ({len(ss.records)} records)")

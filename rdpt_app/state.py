@@ -6,6 +6,7 @@ State kept in ``st.session_state``:
 * ``alpha``, ``beta``, ``segmenter`` – shared by every page;
 * ``choices`` – per role, what the Models page picked (a plain dict, see :func:`spec_for`);
 * ``dataset_name``, ``records`` – the trajectories being worked on;
+* ``origins`` – record_id → input row, for exports in the input's own schema;
 * ``corpus`` – the scored part of them (:class:`~rdpt_core.scoring.ScoredCorpus`);
 * ``record_id`` – the record shown in the explorer.
 """
@@ -41,6 +42,30 @@ def demo_corpus() -> ScoredCorpus:
     return load_corpus(DEMO_DIR / "corpus")
 
 
+@st.cache_data(show_spinner="Loading the lab's scored teacher samples…")
+def teacher_corpus() -> ScoredCorpus:
+    """The lab's teacher samples (several per question) scored by T and S: the selection demo."""
+    return load_corpus(DEMO_DIR / "teacher_corpus")
+
+
+@st.cache_data(show_spinner=False)
+def teacher_origins() -> dict:
+    """Input rows of the lab's teacher samples (for exports in their own schema)."""
+    from rdpt_core.records import load_records
+
+    return load_records(DEMO_DIR / "teacher_data.jsonl").origins
+
+
+SOURCES_DEMO = PROJECT_ROOT / "data" / "aime24_sources" / "responses.parquet"
+
+
+@st.cache_data(show_spinner=False)
+def sources_demo() -> tuple[pd.DataFrame, str]:
+    """AIME24 responses of three SkyThought models under one reference model, and its label."""
+    table = pd.read_parquet(SOURCES_DEMO)
+    return table, str(table.attrs.get("reference", "reference model"))
+
+
 def init_state() -> None:
     """Defaults on first run: the demo corpus and the lab's lineage, α = β = 0.1."""
     ss = st.session_state
@@ -65,11 +90,13 @@ def use_demo() -> None:
         st.session_state.record_id = str(sizes.idxmax())
 
 
-def set_dataset(name: str, records: list, corpus: ScoredCorpus | None = None) -> None:
+def set_dataset(name: str, records: list, corpus: ScoredCorpus | None = None,
+                origins: dict | None = None) -> None:
     ss = st.session_state
     ss.dataset_name = name
     ss.records = list(records)
     ss.corpus = corpus
+    ss.origins = dict(origins or {})
     ss.record_id = records[0].record_id if records else None
 
 

@@ -7,6 +7,10 @@ import pandas as pd
 
 from .provenance import CLASS_COLORS, CLASSES_3, CLASSES_4, UNSCORED
 
+# Charts embed their data (the report must open offline); Altair's default 5,000-row guard
+# would refuse a β histogram of a few thousand responses.
+alt.data_transformers.disable_max_rows()
+
 ROLE_COLORS = {"teacher": "#009E73", "student": "#0072B2", "distilled": "#D55E00"}
 ROLE_LABELS = {"teacher": "p_T (teacher)", "student": "p_S (student)", "distilled": "p_D (distilled)"}
 
@@ -131,3 +135,56 @@ def behaviour_chart(mix: pd.DataFrame, height: int = 160) -> alt.Chart:
         color=alt.Color("behaviour:N", scale=alt.Scale(domain=list(BEHAVIOUR_COLORS), range=list(BEHAVIOUR_COLORS.values()))),
         tooltip=["cls:N", "behaviour:N", alt.Tooltip("share:Q", format=".1%")],
     ).properties(height=height)
+
+
+SOURCE_PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999"]
+
+
+def _source_color(sources) -> alt.Color:
+    domain = list(dict.fromkeys(sources))
+    palette = [SOURCE_PALETTE[i % len(SOURCE_PALETTE)] for i in range(len(domain))]
+    return alt.Color("source:N", title="source", scale=alt.Scale(domain=domain, range=palette))
+
+
+def selection_chart(picks: pd.DataFrame, height: int = 220) -> alt.HConcatChart:
+    """Per strategy, the distribution of the picked responses' lengths and Teacher shares."""
+    base = alt.Chart(picks).mark_boxplot(extent="min-max", size=22).encode(
+        x=alt.X("strategy:N", title=None, sort=list(dict.fromkeys(picks["strategy"]))))
+    length = base.encode(y=alt.Y("n_tokens:Q", title="picked length (student tokens)"))
+    share = base.encode(y=alt.Y("teacher_share:Q", title="picked Teacher share", scale=alt.Scale(domain=[0, 1])))
+    return alt.hconcat(length.properties(height=height, width=300), share.properties(height=height, width=300))
+
+
+def agreement_chart(matrix: pd.DataFrame, size: int = 260) -> alt.LayerChart:
+    """Share of questions on which two strategies pick the same response."""
+    order = list(matrix.index)
+    long = matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="agree")
+    base = alt.Chart(long).encode(x=alt.X("b:N", sort=order, title=None), y=alt.Y("a:N", sort=order, title=None))
+    cells = base.mark_rect().encode(color=alt.Color("agree:Q", scale=alt.Scale(domain=[0, 1], scheme="blues"),
+                                                    title="agreement"),
+                                    tooltip=["a:N", "b:N", alt.Tooltip("agree:Q", format=".2f")])
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text("agree:Q", format=".2f"),
+        color=alt.condition(alt.datum.agree > 0.6, alt.value("white"), alt.value("black")))
+    return (cells + text).properties(width=size, height=size)
+
+
+def length_histogram_chart(hist: pd.DataFrame, height: int = 220) -> alt.Chart:
+    """Token-length histograms per source on shared bins ("length diversity")."""
+    return alt.Chart(hist).mark_bar(opacity=0.55, binSpacing=0).encode(
+        x=alt.X("bin_start:Q", title="response length (reference tokens)", bin="binned"), x2="bin_end:Q",
+        y=alt.Y("count:Q", stack=None, title="responses"), color=_source_color(hist["source"]),
+        tooltip=["source:N", "bin_start:Q", "bin_end:Q", "count:Q"],
+    ).properties(height=height)
+
+
+def length_difficulty_chart(points: pd.DataFrame, height: int = 260) -> alt.LayerChart:
+    """Mean response length per question against its solve rate, per source; lines join the
+    means at each solve rate (adaptive length: longer on harder questions = falling lines)."""
+    color = _source_color(points["source"])
+    x = alt.X("solve_rate:Q", title="question solve rate (share of sources correct)", scale=alt.Scale(domain=[0, 1]))
+    dots = alt.Chart(points).mark_circle(size=36, opacity=0.5).encode(
+        x=x, y=alt.Y("mean_length:Q", title="response length (reference tokens)"), color=color,
+        tooltip=["source:N", "question_id:N", alt.Tooltip("solve_rate:Q", format=".2f"), "mean_length:Q"])
+    means = alt.Chart(points).mark_line(point=True).encode(x=x, y="mean(mean_length):Q", color=color)
+    return (dots + means).properties(height=height)

@@ -30,6 +30,7 @@ _NULL = {"", "null", "none", "nan"}  # how CSV writers spell a missing label
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
           "system": "system"}
 _SHOWN_ISSUES = 5
+_SKYTHOUGHT_LISTS = frozenset({"code", "score", "pred", "report"})  # one element per response
 _CSV_FIELD_LIMIT = 2**31 - 1  # reasoning traces exceed csv's 128 KiB default field limit
 
 
@@ -75,10 +76,33 @@ class RecordsError(ValueError):
         super().__init__(f"{len(self.issues)} problem(s) in the input:\n{shown}{tail}")
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from: its input row as read (JSON-able) and, for a SkyThought row,
+    which of the row's responses (``item``) it is. Lets exports keep the input's own schema."""
+    line: int
+    row: dict[str, Any]
+    item: int | None = None
+
+    def original_row(self) -> dict[str, Any]:
+        """The input row of this one record. A SkyThought row holds several responses; its
+        per-response lists (``code``, ``score``, ``pred``, ``report`` and any other list as long
+        as ``code``) are cut down to this record's element, so the row still reads as the same
+        layout. A short list (a missing score) becomes empty: unknown, as when it was read."""
+        row = dict(self.row)
+        if self.item is not None:
+            n = len(row["code"])
+            for key, value in row.items():
+                if isinstance(value, list) and (key in _SKYTHOUGHT_LISTS or len(value) == n):
+                    row[key] = value[self.item:self.item + 1]
+        return row
+
+
 @dataclass
 class LoadResult:
     records: list[Record]
     issues: list[RecordIssue]
+    origins: dict[str, Origin] = dataclasses.field(default_factory=dict)  # record_id -> Origin
 
 
 @dataclass(frozen=True)
@@ -300,6 +324,7 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
     aliases = mapping == ColumnMapping()  # aliases only when the user did not map columns
     records: list[Record] = []
     issues: list[RecordIssue] = []
+    origins: dict[str, Origin] = {}
     first_seen: dict[str, int] = {}
     for line, raw in rows:
         row = _plain(raw)
@@ -314,6 +339,7 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
         except _Bad as err:
             found, bad = [], [err]
         issues.extend(RecordIssue(file, line, b.field, b.message, unit) for b in bad)
+        skythought = kind == "skythought"
         for record in found:
             if record.record_id in first_seen:  # keep the first, report the later one
                 issues.append(RecordIssue(file, line, "record_id", f"duplicate record_id "
@@ -322,9 +348,11 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
                 continue
             first_seen[record.record_id] = line
             records.append(record)
+            item = int(record.record_id.rsplit(":", 1)[1]) if skythought else None
+            origins[record.record_id] = Origin(line, row, item)
     if issues and not lenient:
         raise RecordsError(issues)
-    return LoadResult(records, issues)
+    return LoadResult(records, issues, origins)
 
 
 _Rows = tuple[list[tuple[int, Any]], list[RecordIssue]]
@@ -429,7 +457,36 @@ def load_records(path: str | Path, *, fmt: str | None = None, layout: str = "aut
     issues = sorted(issues + result.issues, key=lambda issue: issue.line)
     if issues and not lenient:
         raise RecordsError(issues)
-    return LoadResult(result.records, issues)
+    return LoadResult(result.records, issues, result.origins)
+
+
+def export_row(record: Record, origin: Origin | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """``record`` in its input's own schema plus ``extra`` columns. Without an origin (pasted or
+    generated records) the schema is the flat record layout, which :func:`load_records` reads.
+    An extra column must not overwrite an input field."""
+    row = origin.original_row() if origin is not None else dataclasses.asdict(record)
+    clash = sorted(set(row) & set(extra))
+    if clash:
+        raise ValueError(f"record {record.record_id!r}: added column(s) {', '.join(clash)} "
+                         "already exist in the input row")
+    return {**row, **extra}
+
+
+def jsonl_lines(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
+    """Plain dict rows as JSONL lines (NaN becomes null: JSON has no NaN)."""
+    for row in rows:
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        yield json.dumps(clean, ensure_ascii=False, default=str) + "\n"
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
+    """Write plain dict rows as JSONL; returns how many."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for line in jsonl_lines(rows):
+            fh.write(line)
+            n += 1
+    return n
 
 
 def records_to_frame(records: Iterable[Record]) -> pd.DataFrame:
@@ -441,9 +498,7 @@ def records_to_frame(records: Iterable[Record]) -> pd.DataFrame:
 
 def write_records_jsonl(records: Iterable[Record], path: str | Path) -> None:
     """Write records as flat JSONL; ``load_records`` reads them back unchanged."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=str) + "\n")
+    write_jsonl((dataclasses.asdict(record) for record in records), path)
 
 
 def peek_columns(path: str | Path, *, fmt: str | None = None, n_rows: int = 20) -> list[str]:

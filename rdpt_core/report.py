@@ -11,8 +11,11 @@ import pandas as pd
 
 from . import stats
 from .behaviours import behaviour_mix
+from . import selection as sel
+from . import sources as src
 from .charts import (
-    behaviour_chart, beta_histograms, chart_svg, counts_chart, mean_probability_chart, position_chart,
+    agreement_chart, behaviour_chart, beta_histograms, chart_svg, counts_chart, length_difficulty_chart,
+    length_histogram_chart, mean_probability_chart, position_chart, selection_chart,
 )
 from .provenance import classify_table
 from .render import highlighted_block
@@ -41,19 +44,35 @@ def _chart(chart, name: str) -> str:
 
 
 def build_report(
-    actions: pd.DataFrame, alpha: float, beta: float, settings: Mapping[str, str] | None = None,
+    actions: pd.DataFrame | None, alpha: float, beta: float, settings: Mapping[str, str] | None = None,
     betas: Sequence[float] | None = None, min_n: int = 10, token_step: int = 4000, n_examples: int = 3,
-    title: str = "RDPT report",
+    title: str = "RDPT report", selection: pd.DataFrame | None = None, sources: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> str:
-    """The report as an HTML string. ``actions``: the scored action table (not yet classified)."""
-    table = classify_table(actions, alpha, beta)
-    column = "cls" if "cls" in table.columns else "cls3"
-    known = {f"model ({role})": label for role, label in actions.attrs.get("models", {}).items()}
-    if "segmenter" in actions.attrs:
+    """The report as an HTML string. ``actions``: the scored action table (not yet classified);
+    ``selection``: per-response features (:func:`rdpt_core.selection.response_features` at β);
+    ``sources``: reference-model response table (:func:`rdpt_core.sources.response_table`).
+    Each part appears when its data is given."""
+    known = {f"model ({role})": label for role, label in (actions.attrs.get("models", {}) if actions is not None
+                                                            else {}).items()}
+    if actions is not None and "segmenter" in actions.attrs:
         known["segmenter"] = actions.attrs["segmenter"]
     settings = {"alpha": f"{alpha:.3f}", "beta": f"{beta:.3f}", **known, **(settings or {})}
-    parts = ["<h2>Settings</h2>", _table(pd.DataFrame(list(settings.items()), columns=["setting", "value"])),
-             f"<p>{table.record_id.nunique()} responses, {len(table)} actions.</p>"]
+    parts = ["<h2>Settings</h2>", _table(pd.DataFrame(list(settings.items()), columns=["setting", "value"]))]
+    if actions is not None:
+        parts += _provenance_sections(actions, alpha, beta, betas, min_n, token_step, n_examples)
+    if selection is not None:
+        parts += _selection_section(selection, beta, seed)
+    if sources is not None:
+        parts += _sources_section(sources)
+    return _PAGE.format(title=html.escape(title), body="\n".join(parts))
+
+
+def _provenance_sections(actions: pd.DataFrame, alpha: float, beta: float, betas: Sequence[float] | None,
+                         min_n: int, token_step: int, n_examples: int) -> list[str]:
+    table = classify_table(actions, alpha, beta)
+    column = "cls" if "cls" in table.columns else "cls3"
+    parts = [f"<p>{table.record_id.nunique()} responses, {len(table)} actions.</p>"]
 
     curves = stats.position_curves(table, column, min_n)
     parts.append("<h2>Class share by position</h2>")
@@ -85,7 +104,27 @@ def build_report(
         rows = table[table.record_id == rid]
         verdict = {True: "correct", False: "incorrect"}.get(rows["correct"].iloc[0], "unknown")
         parts += [f"<h3>{html.escape(str(rid))} ({verdict})</h3>", highlighted_block(rows, column)]
-    return _PAGE.format(title=html.escape(title), body="\n".join(parts))
+    return parts
+
+
+def _selection_section(features: pd.DataFrame, beta: float, seed: int) -> list[str]:
+    picks = sel.picks_by_strategy(features, seed=seed)
+    summary = picks.groupby("strategy", sort=False)[["n_tokens", "teacher_share", "n_teacher", "student_mean_logp"]].mean()
+    return ["<h2>Teacher-guided data selection</h2>",
+            f"<p>{features.question_id.nunique()} questions, {len(features)} candidate responses; "
+            f"Teacher actions under the 3-class rule at β = {beta:.2f}; random seed {seed}.</p>",
+            _chart(selection_chart(picks), "selection"), _table(summary.add_prefix("mean "), index=True),
+            "<h3>How often strategies agree</h3>", _chart(agreement_chart(sel.agreement(features, seed=seed)), "agreement")]
+
+
+def _sources_section(responses: pd.DataFrame) -> list[str]:
+    parts = ["<h2>Distillation sources</h2>", _table(src.length_stats(responses)),
+             _chart(length_histogram_chart(src.histogram(responses)), "lengths")]
+    points = src.length_vs_difficulty(responses)
+    if not points.empty:
+        parts += ["<h3>Length against difficulty</h3>", _chart(length_difficulty_chart(points), "difficulty"),
+                  _table(src.adaptivity(responses))]
+    return parts
 
 
 def _examples(table: pd.DataFrame, n: int) -> list[str]:

@@ -11,7 +11,11 @@ token log-prob. Strategies keep one response per question:
 * ``random`` – uniformly, seeded;
 * ``grape`` – highest length-normalised student log-likelihood (Zhang et al., 2025).
 
-Ties go to the response that comes first in the input (stable order).
+Ties go to the response that comes first in the input (stable order). A response with no
+scored action has an undefined share and mean log-prob (NaN): it loses to any defined value.
+
+The export (:func:`export_rows`) writes each chosen response in its input's own schema (see
+:meth:`rdpt_core.records.Origin.original_row`) plus ``rdpt_*`` score columns.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .provenance import TEACHER, UNSCORED, classify3
+from .records import Origin, Record, export_row
 
 STRATEGIES = ("max_teacher_count", "longest", "max_teacher_proportion", "min_teacher_count", "random", "grape")
 _RULES = {  # strategy -> (feature column, pick the largest?)
@@ -53,6 +58,13 @@ def response_features(actions: pd.DataFrame, beta: float) -> pd.DataFrame:
     return out.drop(columns="sum_logp").reset_index()
 
 
+def has_candidates(actions: pd.DataFrame) -> bool:
+    """Can this table be selected from: scored by T and S, some question with several answers?"""
+    if not {"p_teacher", "p_student", "question_id"} <= set(actions.columns):
+        return False
+    return bool((actions.groupby("question_id")["record_id"].nunique() > 1).any())
+
+
 def select(features: pd.DataFrame, strategy: str, seed: int = 0) -> pd.DataFrame:
     """The chosen response per question (rows of ``features``, one per question, question order
     of first appearance)."""
@@ -70,6 +82,37 @@ def select(features: pd.DataFrame, strategy: str, seed: int = 0) -> pd.DataFrame
     order = ordered.assign(_key=key, _q=ordered.groupby("question_id", sort=False).ngroup())
     best = order.sort_values(["_q", "_key"], kind="stable").groupby("_q").head(1)
     return best.drop(columns=["_key", "_q"]).reset_index(drop=True)
+
+
+def picks_by_strategy(features: pd.DataFrame, strategies=STRATEGIES, seed: int = 0) -> pd.DataFrame:
+    """Every strategy's picks stacked, with a ``strategy`` column (for the distributions)."""
+    return pd.concat([select(features, s, seed).assign(strategy=s) for s in strategies], ignore_index=True)
+
+
+SCORE_COLUMNS = ("n_teacher", "teacher_share", "n_actions", "n_tokens", "student_mean_logp")
+
+
+def export_rows(picked: pd.DataFrame, records: list[Record], origins: dict[str, Origin],
+                strategy: str, beta: float) -> list[dict]:
+    """The chosen responses as rows of the input's own schema plus ``rdpt_strategy``,
+    ``rdpt_beta`` and ``rdpt_<feature>`` for every feature in :data:`SCORE_COLUMNS`."""
+    by_id = {r.record_id: r for r in records}
+    missing = [rid for rid in picked["record_id"] if rid not in by_id]
+    if missing:
+        raise ValueError(f"picked record(s) not among the input records: {', '.join(missing[:5])}")
+    rows = []
+    for pick in picked.itertuples(index=False):
+        extra = {"rdpt_strategy": strategy, "rdpt_beta": float(beta)}
+        extra.update({f"rdpt_{c}": _plain_number(getattr(pick, c)) for c in SCORE_COLUMNS})
+        rows.append(export_row(by_id[pick.record_id], origins.get(pick.record_id), extra))
+    return rows
+
+
+def _plain_number(value) -> int | float | None:
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    value = float(value)
+    return None if np.isnan(value) else value
 
 
 def agreement(features: pd.DataFrame, strategies=STRATEGIES, seed: int = 0) -> pd.DataFrame:

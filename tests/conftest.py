@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "skythought"
-# The app's demo corpus (RDPT_DEMO_DIR lets a developer point the app and these tests elsewhere).
-DEMO = Path(os.environ.get("RDPT_DEMO_DIR", REPO / "demo" / "lab")) / "corpus"
+# The lab's outputs and the app's demo corpus (RDPT_DEMO_DIR lets a developer point the app and
+# these tests elsewhere).
+LAB = Path(os.environ.get("RDPT_DEMO_DIR", REPO / "demo" / "lab"))
+DEMO = LAB / "corpus"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,6 +27,38 @@ def _isolated_cache(tmp_path_factory):
 def skythought_rows(name: str) -> list[dict]:
     with (DATA / f"{name}.jsonl").open() as f:
         return [json.loads(line) for line in f]
+
+
+PAPER = r"([.?!}\]])([\s\n]+)([A-Z])"
+
+
+def reference_spans(response: str, markers: list[str]) -> list[tuple[int, int]]:
+    """SPEC §1.2 written the naive way: split out markers, mark sentence ends with re.sub,
+    then hand whitespace-only pieces to the following piece (or the preceding one at the end)."""
+    alternation = "(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + ")"
+    pieces = []
+    for part in re.split(alternation, response):
+        if part in markers:
+            pieces.append(part)
+        elif part:
+            pieces += [p for p in re.sub(PAPER, "\\1\x00\\2\\3", part).split("\x00") if p]
+    merged, carry = [], ""
+    for p in pieces:
+        if p.isspace() and p not in markers:
+            carry += p
+        else:
+            merged.append(carry + p)
+            carry = ""
+    if carry:
+        if merged:
+            merged[-1] += carry
+        else:
+            merged.append(carry)
+    spans, pos = [], 0
+    for text in merged:
+        spans.append((pos, pos + len(text)))
+        pos += len(text)
+    return spans
 
 
 def _prepared(name: str):
@@ -73,6 +108,13 @@ class Reference:
 
         self.tok = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    def context(self, prompt: str) -> str:
+        """SPEC §1.3 the plain way: the chat template when there is one, else "{prompt}\\n\\n"."""
+        if self.tok.chat_template:
+            return self.tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                                add_generation_prompt=True, tokenize=False)
+        return f"{prompt}\n\n"
 
     def token_logprobs(self, context: str, response: str):
         """ids, offsets into context+response, logp per id (None for the first), BOS added?"""

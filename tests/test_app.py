@@ -247,3 +247,102 @@ def test_corpus_and_beta_pages_on_the_scored_math500_subset():
             summary = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
             assert (summary["n_correct"] > 0).all() and (summary["n_incorrect"] > 0).all()
         assert len(at.get("vega_lite_chart")) >= 1
+
+
+# ---- data selection and distillation sources --------------------------------------------------
+from conftest import LAB  # noqa: E402
+
+
+def frame_with(at: AppTest, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_data_selection_page_picks_like_rdpt_core_and_follows_beta_and_strategy():
+    from rdpt_core.selection import response_features, select
+
+    actions = load_corpus(LAB / "teacher_corpus").actions("paper")
+    at = page("pages/6_Data_selection.py").run()
+    assert not at.exception
+    picks = frame_with(at, "n_teacher")  # the Picks tab comes first
+    want = select(response_features(actions, 0.1), "max_teacher_count")
+    assert picks["record_id"].tolist() == want["record_id"].tolist()
+    assert picks["question_id"].is_unique and len(picks) == actions.question_id.nunique()
+    assert any(b.label == f"Chosen responses ({len(want)}, JSONL)" for b in at.get("download_button"))
+    for key, value, strategy, beta in (("sel_strategy", "longest", "longest", 0.1),
+                                       ("w_beta", 0.0, "longest", 0.0),
+                                       ("sel_strategy", "max_teacher_count", "max_teacher_count", 0.0)):
+        (at.selectbox if key == "sel_strategy" else at.slider)(key=key).set_value(value).run()
+        assert not at.exception
+        want = select(response_features(actions, beta), strategy)
+        assert frame_with(at, "n_teacher")["record_id"].tolist() == want["record_id"].tolist(), (strategy, beta)
+    assert len(at.get("vega_lite_chart")) >= 2  # strategies compared, agreement
+
+
+def test_data_selection_page_explains_what_the_working_dataset_lacks():
+    at = page("pages/6_Data_selection.py")
+    at.session_state["records"], at.session_state["corpus"] = [], None
+    at.session_state["dataset_name"] = "empty"
+    at.run()
+    at.radio(key="sel_data").set_value("Working dataset (Trajectories page)").run()
+    assert not at.exception
+    assert any("scored by the teacher and the student" in m.value for m in at.info)
+    single = load_corpus(MATH500 / "corpus")  # one response per MATH500 question
+    at.session_state["records"], at.session_state["corpus"] = single.records, single
+    at.run()
+    assert not at.exception
+    assert any("several responses per question" in m.value for m in at.warning)
+    assert len(frame_with(at, "n_teacher")) == len(single.records)  # every response kept
+
+
+def test_sources_page_shows_the_bundled_aime24_comparison():
+    import pandas as pd
+
+    from rdpt_core.sources import adaptivity, length_stats
+
+    responses = pd.read_parquet(REPO / "data" / "aime24_sources" / "responses.parquet")
+    at = page("pages/7_Distillation_sources.py").run()
+    assert not at.exception
+    shown = frame_with(at, "perplexity")
+    want = length_stats(responses)
+    assert shown["source"].tolist() == want["source"].tolist() and len(shown) == 3
+    assert np.allclose(shown["perplexity"], want["perplexity"]) and np.allclose(shown["mean"], want["mean"])
+    rho = frame_with(at, "spearman_length_vs_solve_rate")
+    assert np.allclose(rho["spearman_length_vs_solve_rate"], adaptivity(responses)["spearman_length_vs_solve_rate"],
+                       equal_nan=True)
+    at.radio(key="src_unit").set_value("characters").run()
+    assert np.allclose(frame_with(at, "perplexity")["mean"], length_stats(responses, "n_chars")["mean"])
+    assert len(at.get("vega_lite_chart")) == 2
+
+
+@pytest.mark.slow
+def test_sources_page_scores_the_working_dataset_with_the_reference_model():
+    records = [Record(f"{src}:{q}", q, f"What is {q} + 1?", text, ok, src)
+               for src, texts in (("A", ["It is 2. Done.", "It is 3."]), ("B", ["The sum is 2.", "Four."]))
+               for q, text, ok in zip(("1", "2"), texts, (True, src == "A"))]
+    at = page("pages/7_Distillation_sources.py")
+    at.session_state["records"] = records
+    at.session_state["corpus"] = None
+    at.session_state["dataset_name"] = "two sources"
+    at.run()
+    at.radio(key="src_data").set_value("Working dataset (Trajectories page), grouped by source").run()
+    assert any("score them with the reference model" in m.value for m in at.info)
+    next(b for b in at.button if b.key == "src_score").click().run(timeout=300)
+    assert not at.exception
+    stats = frame_with(at, "perplexity")
+    assert stats["source"].tolist() == ["A", "B"] and stats["responses"].tolist() == [2, 2]
+    assert (stats["perplexity"] > 1).all()
+    points = frame_with(at, "spearman_length_vs_solve_rate")
+    assert points["questions"].tolist() == [2, 2]  # both questions shared by both sources
+
+
+def test_sources_page_reuses_the_session_scores_of_the_chosen_role():
+    at = page("pages/7_Distillation_sources.py").run()  # the session opens on the demo corpus
+    at.radio(key="src_data").set_value("Working dataset (Trajectories page), grouped by source").run()
+    assert not at.exception
+    assert not any(b.key == "src_score" for b in at.button)  # T already scored all of them
+    demo = load_corpus(DEMO)
+    lengths = [s.n_tokens for s in demo.tokens["teacher"].values()]
+    stats = frame_with(at, "perplexity")
+    assert stats["responses"].tolist() == [len(demo.records)]
+    assert stats["mean"].iloc[0] == pytest.approx(np.mean(lengths))
+    assert any("Only one source" in w.value for w in at.warning)

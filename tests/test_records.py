@@ -10,7 +10,6 @@ import pytest
 
 from rdpt_core.records import (
     ColumnMapping,
-    LoadResult,
     Record,
     RecordIssue,
     RecordsError,
@@ -363,7 +362,7 @@ def test_records_from_rows_accepts_pandas_rows() -> None:
     rows = enumerate(frame.to_dict("records"), start=1)
     result = records_from_rows(rows, file="pasted", layout="auto")
     expected = Record("1", "1", "p", "r", True, None, {"ids": [1, 2], "n": 3})
-    assert result == LoadResult([expected], [])
+    assert (result.records, result.issues) == ([expected], [])
     assert type(result.records[0].meta["n"]) is int
 
 
@@ -514,3 +513,46 @@ def test_peek_columns_lists_first_rows_keys_in_order(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"q": "a", "out": "b"}\nnot json\n{"q": "c", "extra": 1}\n')
     assert peek_columns(path) == ["q", "out", "extra"]
+
+
+# ---------------------------------------------------------------- origins and exports
+
+def test_origins_give_back_each_flat_row_as_read(tmp_path: Path) -> None:
+    rows = [{"id": "a", "prompt": "P", "response": "R", "extra": [1, 2], "correct": "yes"},
+            {"prompt": "P2", "response": "R2", "score": 0.5}]
+    result = load_records(write_jsonl(tmp_path / "in.jsonl", rows),
+                          mapping=ColumnMapping(record_id="id"))
+    assert [result.origins[r.record_id].original_row() for r in result.records] == rows
+    assert [result.origins[r.record_id].line for r in result.records] == [1, 2]
+
+
+def test_skythought_origin_is_cut_to_the_record_response(tmp_path: Path) -> None:
+    result = load_records(write_jsonl(tmp_path / "sky.jsonl", SKY_ROWS))
+    rows = {rid: o.original_row() for rid, o in result.origins.items()}
+    assert rows["7:1"] == {**SKY_ROWS[0], "code": ["It is 6."], "pred": ["6"], "report": [None],
+                           "score": [False]}
+    # a short score list: the third response's score is unknown, so its list is empty
+    assert rows["2:2"] == {**SKY_ROWS[1], "code": ["7"], "score": []}
+    # reading the cut row back gives the same record (same layout, same fields)
+    back = records_from_rows([(1, rows["7:1"])], file="x").records[0]
+    assert (back.response, back.correct, back.meta["pred"]) == ("It is 6.", False, "6")
+
+
+def test_real_skythought_rows_keep_every_field(tmp_path: Path) -> None:
+    from conftest import DATA
+
+    path = DATA / "aime24.gemma-2-27b-it.jsonl"
+    first = json.loads(path.read_text().splitlines()[0])
+    origin = load_records(path).origins[f"{first['idx']}:0"]
+    assert origin.original_row() == first  # one response per row: nothing to cut
+
+
+def test_export_row_adds_columns_and_refuses_to_overwrite() -> None:
+    from rdpt_core.records import Origin, export_row
+
+    rec = Record("a", "q", "P", "R")
+    assert export_row(rec, Origin(1, {"prompt": "P", "response": "R", "x": 1}), {"rdpt_n": 2}) == {
+        "prompt": "P", "response": "R", "x": 1, "rdpt_n": 2}
+    assert export_row(rec, None, {"rdpt_n": 2})["record_id"] == "a"  # no origin: the flat layout
+    with pytest.raises(ValueError, match="record 'a'.*x already exist"):
+        export_row(rec, Origin(1, {"x": 1}), {"x": 2})

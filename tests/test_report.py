@@ -49,3 +49,32 @@ def test_report_settings_name_the_models_and_segmenter_stored_with_the_scores(tm
     page = build_report(pd.read_parquet(tmp_path / "s.parquet"), 0.1, 0.1, min_n=2, n_examples=1)
     for cell in ("model (teacher)</td>", "smollm2</td>", "model (student)</td>", "segmenter</td>", "spacy</td>"):
         assert cell in page
+
+
+def test_selection_and_sources_sections_appear_when_their_data_is_given(tmp_path):
+    from conftest import LAB, REPO
+    from test_sources import table as source_table
+
+    from rdpt_core.cli import main
+    from rdpt_core.selection import response_features
+    from rdpt_core.store import load_corpus
+
+    actions = load_corpus(LAB / "teacher_corpus").actions("paper")
+    features = response_features(actions, 0.1)
+    page = build_report(None, 0.1, 0.1, selection=features, sources=source_table())
+    assert re.findall(r'data-chart="(\w+)"><svg', page) == ["selection", "agreement", "lengths", "difficulty"]
+    assert "<h2>Teacher-guided data selection</h2>" in page and "<h2>Distillation sources</h2>" in page
+    assert "Class share by position" not in page and "<script" not in page.lower()
+    assert f"{features.question_id.nunique()} questions, {len(features)} candidate responses" in page
+    # the CLI adds the selection section by itself: the teacher samples have several answers per question
+    actions.to_parquet(tmp_path / "t.parquet")
+    source_table().to_csv(tmp_path / "src.csv", index=False)
+    assert main(["report", "--scores", str(tmp_path / "t.parquet"), "--sources", str(tmp_path / "src.csv"),
+                 "--out", str(tmp_path / "r.html")]) == 0
+    charts = re.findall(r'data-chart="(\w+)"><svg', (tmp_path / "r.html").read_text())
+    assert charts[-4:] == ["selection", "agreement", "lengths", "difficulty"] and "curves" in charts
+    # the MATH500 subset has one answer per question: the CLI adds no selection section there
+    from rdpt_core.selection import has_candidates
+
+    scores = pd.read_parquet(REPO / "data" / "math500_subset" / "scores.parquet")
+    assert has_candidates(actions) and not has_candidates(scores)

@@ -143,40 +143,7 @@ def test_job_rejects_duplicate_ids_and_unknown_roles(tmp_path):
 
 
 # ---- real packaged models against a plain transformers forward pass --------------------------
-import re  # noqa: E402
-
-from conftest import skythought_rows  # noqa: E402
-
-PAPER = r"([.?!}\]])([\s\n]+)([A-Z])"
-
-
-def reference_spans(response: str, markers: list[str]) -> list[tuple[int, int]]:
-    """SPEC §1.2 written the naive way: split out markers, mark sentence ends with re.sub,
-    then hand whitespace-only pieces to the following piece (or the preceding one at the end)."""
-    alternation = "(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + ")"
-    pieces = []
-    for part in re.split(alternation, response):
-        if part in markers:
-            pieces.append(part)
-        elif part:
-            pieces += [p for p in re.sub(PAPER, "\\1\x00\\2\\3", part).split("\x00") if p]
-    merged, carry = [], ""
-    for p in pieces:
-        if p.isspace() and p not in markers:
-            carry += p
-        else:
-            merged.append(carry + p)
-            carry = ""
-    if carry:
-        if merged:
-            merged[-1] += carry
-        else:
-            merged.append(carry)
-    spans, pos = [], 0
-    for text in merged:
-        spans.append((pos, pos + len(text)))
-        pos += len(text)
-    return spans
+from conftest import reference_spans, skythought_rows  # noqa: E402
 
 
 def real_records(n_chars: int = 1800) -> list:

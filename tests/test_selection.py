@@ -56,3 +56,98 @@ def test_agreement_matrix():
     assert m.loc["max_teacher_count", "longest"] == 0.5  # agree on q2 only
     assert m.loc["grape", "min_teacher_count"] == 1.0 and m.loc["longest", "grape"] == 0.5
     assert math.isclose(m.loc["longest", "longest"], 1.0)
+
+
+# ---- the lab's real teacher data --------------------------------------------------------------
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from conftest import LAB, Reference, reference_spans  # noqa: E402
+from rdpt_core.records import load_records  # noqa: E402
+from rdpt_core.selection import STRATEGIES, export_rows  # noqa: E402
+
+TEACHER_DATA = LAB / "teacher_data.jsonl"
+
+
+def lab_features(beta: float = 0.1):
+    from rdpt_core.store import load_corpus
+
+    corpus = load_corpus(LAB / "teacher_corpus")
+    return corpus, response_features(corpus.actions("paper"), beta)
+
+
+def test_export_keeps_every_input_field_of_the_lab_teacher_data():
+    corpus, features = lab_features()
+    loaded = load_records(TEACHER_DATA)
+    by_id = {json.loads(line)["record_id"]: json.loads(line) for line in TEACHER_DATA.read_text().splitlines()}
+    for strategy in STRATEGIES:
+        picked = select(features, strategy, seed=1)
+        rows = export_rows(picked, loaded.records, loaded.origins, strategy, 0.1)
+        assert len(rows) == features.question_id.nunique() == len({r["question_id"] for r in rows})
+        for row, pick in zip(rows, picked.itertuples()):
+            added = {k: row.pop(k) for k in list(row) if k.startswith("rdpt_")}
+            assert row == by_id[pick.record_id]  # every input field, unchanged
+            assert added["rdpt_strategy"] == strategy and added["rdpt_n_teacher"] == pick.n_teacher
+            assert added["rdpt_n_tokens"] == pick.n_tokens
+
+
+def hand_features(records, t_ref: Reference, s_ref: Reference, beta: float) -> dict[str, dict]:
+    """SPEC §1.11 by hand from two plain forward passes: spans by the naive paper split, action
+    p by the character-count token rule, Teacher = p_T − p_S > β."""
+    markers = sorted({*t_ref.tok.all_special_tokens, *s_ref.tok.all_special_tokens, "<think>", "</think>",
+                      "<|begin_of_thought|>", "<|end_of_thought|>", "<|begin_of_solution|>", "<|end_of_solution|>"})
+    out = {}
+    for rec in records:
+        spans = reference_spans(rec.response, markers)
+        p_t, _ = t_ref.action_probs(t_ref.context(rec.prompt), rec.response, spans)
+        p_s, n_s = s_ref.action_probs(s_ref.context(rec.prompt), rec.response, spans)
+        scored = [(t, s) for t, s in zip(p_t, p_s) if not (np.isnan(t) or np.isnan(s))]
+        n_teacher = sum(t - s > beta for t, s in scored)
+        logp = sum(n * np.log(s) for n, s in zip(n_s, p_s) if n)
+        out[rec.record_id] = {"question_id": rec.question_id, "n_teacher": n_teacher,
+                              "teacher_share": n_teacher / len(scored), "n_tokens": sum(n_s),
+                              "student_mean_logp": logp / sum(n_s)}
+    return out
+
+
+def hand_pick(features: dict[str, dict], key: str, largest: bool) -> list[str]:
+    """One response per question in input order; a later response wins only if strictly better."""
+    best: dict[str, str] = {}
+    for rid, f in features.items():
+        q = f["question_id"]
+        if q not in best:
+            best[q] = rid
+        elif (f[key] > features[best[q]][key]) if largest else (f[key] < features[best[q]][key]):
+            best[q] = rid
+    return list(best.values())
+
+
+# three lab questions, four teacher answers each; tr0081's first and last answers tie on the most
+# Teacher actions, three of its answers on the Teacher share (1.0): the tie rule decides
+LAB_QUESTIONS = ("tr0081", "tr0087", "tr0027")
+
+
+@pytest.mark.slow
+def test_strategies_on_real_lab_teacher_data_match_plain_forward_passes(smollm2_ref, gemma_ref, smollm2_spec,
+                                                                         gemma_spec):
+    from rdpt_core.scoring import score_records
+
+    records = [r for r in load_records(TEACHER_DATA).records if r.question_id in LAB_QUESTIONS]
+    assert len(records) == 12
+    table, _ = score_records(records, {"teacher": smollm2_spec, "student": gemma_spec})
+    features = response_features(table, 0.1)
+    want = hand_features(records, smollm2_ref, gemma_ref, 0.1)
+    got = features.set_index("record_id")
+    for rid, f in want.items():
+        assert got.loc[rid, "n_teacher"] == f["n_teacher"] and got.loc[rid, "n_tokens"] == f["n_tokens"], rid
+        assert got.loc[rid, "teacher_share"] == pytest.approx(f["teacher_share"])
+        assert got.loc[rid, "student_mean_logp"] == pytest.approx(f["student_mean_logp"], abs=1e-5)
+    rules = {"max_teacher_count": ("n_teacher", True), "longest": ("n_tokens", True),
+             "max_teacher_proportion": ("teacher_share", True), "min_teacher_count": ("n_teacher", False),
+             "grape": ("student_mean_logp", True)}
+    for strategy, (key, largest) in rules.items():
+        assert select(features, strategy)["record_id"].tolist() == hand_pick(want, key, largest), strategy
+    # the tie rule is exercised: some question has several answers with its best Teacher count
+    counts = [[f["n_teacher"] for f in want.values() if f["question_id"] == q] for q in LAB_QUESTIONS]
+    assert any(c.count(max(c)) > 1 for c in counts)

@@ -10,6 +10,7 @@ Stages (each timed in ``manifest.json``):
 4. trajectories – the distilled model (and the student, for comparison) answer the test questions;
 5. score       – the distilled model's test trajectories are scored by T, S and D through the
                  engine → the demo corpus (action table);
+   teacher_score – every teacher sample is scored by T and S → the data-selection demo;
 6. accuracy    – greedy accuracy of T, S and D on the test questions.
 """
 
@@ -40,6 +41,8 @@ TEACHER, STUDENT, DISTILLED = "smollm2-135m-instruct", "gemma3-270m", "gemma3-27
 # Stop a sample once it has stated its answer ("The answer is 12."): what follows is noise.
 DEMO_SCORES = "demo_scores.parquet"
 DEMO_CORPUS = "corpus"
+TEACHER_DATA = "teacher_data.jsonl"
+TEACHER_CORPUS = "teacher_corpus"  # the teacher samples scored by T and S: the selection demo
 STOP_REGEX = r"answer is[^0-9\-\n]{0,20}-?\d(?:[\d,]*\d)?(?=[^\d,])\.?"
 
 
@@ -158,6 +161,19 @@ def write_demo_scores(records: list[Record], out: Path) -> int:
     return len(table)
 
 
+def write_teacher_scores(out: Path = LAB_DIR) -> int:
+    """Score every teacher sample by T and S only (SPEC §1.11's input) into ``teacher_corpus/``."""
+    from ..records import load_records
+
+    records = load_records(out / TEACHER_DATA).records
+    specs = lineage_specs(out)
+    corpus, _ = score_corpus(records, {role: specs[role] for role in ("teacher", "student")},
+                             cache=TokenCache(out / ".cache"))
+    shutil.rmtree(out / ".cache", ignore_errors=True)
+    save_corpus(corpus, out / TEACHER_CORPUS)
+    return len(records)
+
+
 def distilled_trajectories(lab_dir: Path = LAB_DIR) -> list[Record]:
     from ..records import load_records
 
@@ -181,7 +197,7 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     teacher_records = stages.timed("teacher", sample_and_save, [
         (specs["teacher"], train, config.sampling(config.teacher_samples, 0), "teacher", "train"),
         (specs["teacher"], heldout, config.sampling(config.teacher_samples, 50), "teacher", "heldout"),
-    ], "teacher_data.jsonl")
+    ], TEACHER_DATA)
     sft_pairs = [(r.prompt, r.response) for r in teacher_records
                  if r.meta["split"] == "train" and (r.correct or not config.sft_verified_only)]
     if not sft_pairs:
@@ -209,6 +225,7 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     }
 
     stages.manifest["demo_actions"] = stages.timed("score", write_demo_scores, distilled_records, out)
+    stages.manifest["teacher_scored"] = stages.timed("teacher_score", write_teacher_scores, out)
 
     def accuracy_stage() -> dict:
         return {role: accuracy(spec, test, config) for role, spec in specs.items()}
@@ -228,7 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", action="store_true", help="print class statistics of the demo corpus")
     parser.add_argument("--only-score", action="store_true",
                         help="only re-score the committed test trajectories into the demo corpus")
+    parser.add_argument("--only-teacher-score", action="store_true",
+                        help="only score the committed teacher samples by T and S (selection demo)")
     args = parser.parse_args(argv)
+    if args.only_teacher_score:
+        n = write_teacher_scores(args.out)
+        print(f"{n} teacher samples -> {args.out / TEACHER_CORPUS}")
+        return 0
     if args.summary:
         import pandas as pd
 

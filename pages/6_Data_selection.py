@@ -1,0 +1,97 @@
+"""Data selection (paper section 4, SPEC §1.11): keep, per question, the teacher response a
+strategy prefers (the paper's: most Teacher actions), compare strategies, export the picks."""
+
+import streamlit as st
+
+from rdpt_app.state import (
+    actions_of, chart_downloads, corpus_key, page_setup, teacher_corpus, teacher_origins,
+)
+from rdpt_core.charts import agreement_chart, selection_chart
+from rdpt_core.records import jsonl_lines
+from rdpt_core.report import build_report
+from rdpt_core.selection import (
+    STRATEGIES, agreement, export_rows, has_candidates, picks_by_strategy, response_features, select,
+)
+
+page_setup("Data selection")
+st.title("Teacher-guided data selection")
+ss = st.session_state
+LAB = "Lab: teacher samples (4 per question, scored by T and S)"
+WORKING = "Working dataset (Trajectories page)"
+STRATEGY_HELP = {
+    "max_teacher_count": "most Teacher actions (the paper's method)",
+    "longest": "most student tokens",
+    "max_teacher_proportion": "highest share of Teacher actions",
+    "min_teacher_count": "fewest Teacher actions (control)",
+    "random": "one at random (seeded)",
+    "grape": "highest length-normalised student log-likelihood (GRAPE)",
+}
+
+data = st.radio("Candidate responses", [LAB, WORKING], horizontal=True, key="sel_data")
+if data == LAB:
+    corpus, origins = teacher_corpus(), teacher_origins()
+else:
+    corpus, origins = ss.get("corpus"), ss.get("origins", {})
+    if corpus is None or not {"teacher", "student"} <= set(corpus.tokens):
+        st.info("The working dataset needs responses scored by the teacher and the student: load several "
+                "teacher responses per question (grouped by question_id) and score them on the "
+                "Trajectories page.")
+        st.stop()
+
+table = actions_of(corpus_key(corpus), corpus, ss.segmenter)
+features = response_features(table, ss.beta)
+if not has_candidates(table):
+    st.warning("Every question has a single response, so every strategy keeps all of them. Selection "
+               "needs several responses per question (the same question_id).")
+
+c1, c2 = st.columns([3, 1])
+strategy = c1.selectbox("Strategy", STRATEGIES, key="sel_strategy",
+                        format_func=lambda s: f"{s} — {STRATEGY_HELP[s]}")
+seed = int(c2.number_input("Seed (random)", 0, 2**31 - 1, 0, key="sel_seed"))
+picked = select(features, strategy, seed)
+m = st.columns(4)
+m[0].metric("Questions", features.question_id.nunique())
+m[1].metric("Candidate responses", len(features))
+m[2].metric("Mean Teacher actions, picked", f"{picked.n_teacher.mean():.2f}",
+            f"{picked.n_teacher.mean() - features.n_teacher.mean():+.2f} vs all")
+m[3].metric("Mean length, picked (tokens)", f"{picked.n_tokens.mean():.0f}",
+            f"{picked.n_tokens.mean() - features.n_tokens.mean():+.0f} vs all")
+st.caption(f"Teacher = an action with p_T − p_S > β (3-class rule) at β = {ss.beta:.2f}, {ss.segmenter} "
+           "segmenter. Ties go to the response that comes first in the input.")
+
+picks_tab, compare_tab, agree_tab, all_tab = st.tabs(["Picks", "Strategies compared", "Agreement", "All responses"])
+with picks_tab:
+    st.dataframe(picked, hide_index=True)
+with compare_tab:
+    stacked = picks_by_strategy(features, seed=seed)
+    chart = selection_chart(stacked)
+    st.altair_chart(chart)
+    chart_downloads(chart, "selection")
+    st.dataframe(stacked.groupby("strategy", sort=False)[["n_tokens", "teacher_share", "n_teacher",
+                                                         "student_mean_logp"]].mean().add_prefix("mean "))
+with agree_tab:
+    matrix = agreement(features, seed=seed)
+    a_chart = agreement_chart(matrix)
+    st.altair_chart(a_chart)
+    chart_downloads(a_chart, "agreement")
+    st.caption("Share of questions on which two strategies keep the same response.")
+with all_tab:
+    st.dataframe(features, hide_index=True)
+
+st.subheader("Export")
+d = st.columns(3)
+
+
+def chosen_jsonl() -> str:
+    return "".join(jsonl_lines(export_rows(picked, corpus.records, origins, strategy, ss.beta)))
+
+
+d[0].download_button(f"Chosen responses ({len(picked)}, JSONL)", chosen_jsonl, f"chosen-{strategy}.jsonl",
+                     "application/jsonl", on_click="ignore", type="primary", key="sel_dl_jsonl")
+d[1].download_button("Features of every response (CSV)", lambda: features.to_csv(index=False),
+                     "selection-features.csv", "text/csv", on_click="ignore", key="sel_dl_csv")
+d[2].download_button("Report (HTML)", lambda: build_report(None, ss.alpha, ss.beta, {"data": data, "segmenter": ss.segmenter},
+                                                           title="RDPT data selection", selection=features, seed=seed),
+                     "rdpt-selection-report.html", "text/html", on_click="ignore", key="sel_dl_report")
+st.caption("The JSONL keeps every field of the input rows (SkyThought rows are cut to the chosen "
+           "response) and adds rdpt_strategy, rdpt_beta and rdpt_<feature> columns.")
