@@ -30,6 +30,9 @@ with right:
         st.switch_page("pages/3_Explorer.py")
     st.page_link("pages/1_Models.py", label="Choose models", icon=":material/tune:")
     st.page_link("pages/2_Trajectories.py", label="Bring trajectories", icon=":material/upload_file:")
+    st.page_link("pages/6_Data_selection.py", label="Select distillation data", icon=":material/filter_alt:")
+    st.page_link("pages/7_Distillation_sources.py", label="Compare distillation sources",
+                 icon=":material/compare_arrows:")
 
 with left:
     st.subheader("Demo preview")

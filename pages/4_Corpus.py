@@ -7,6 +7,7 @@ from rdpt_core import stats
 from rdpt_core.behaviours import behaviour_mix
 from rdpt_core.charts import behaviour_chart, counts_chart, mean_probability_chart, position_chart
 from rdpt_core.report import build_report
+from rdpt_core.selection import has_candidates, response_features
 
 page_setup("Corpus")
 st.title("Corpus")
@@ -22,10 +23,17 @@ step = c2.number_input("Token marks every", 500, 64_000, 4000, step=500, key="co
 ss = st.session_state
 settings = {**{f"model ({role})": label for role, label in ss.corpus.models.items()},
             "segmenter": ss.segmenter, "dataset": ss.dataset_name}
-st.download_button(
-    "Report (self-contained HTML)", lambda: build_report(table, ss.alpha, ss.beta, settings, min_n=int(min_n),
-                                                          token_step=int(step), title=f"RDPT report · {ss.dataset_name}"),
-    "rdpt-report.html", "text/html", on_click="ignore", type="primary")
+
+
+def report() -> str:
+    # like the CLI: a selection section when there are several T+S-scored answers per question
+    selection = response_features(table, ss.beta) if has_candidates(table) else None
+    return build_report(table, ss.alpha, ss.beta, settings, min_n=int(min_n), token_step=int(step),
+                        title=f"RDPT report · {ss.dataset_name}", selection=selection)
+
+
+st.download_button("Report (self-contained HTML)", report, "rdpt-report.html", "text/html", on_click="ignore",
+                   type="primary")
 
 curves = stats.position_curves(table, column, int(min_n))
 marks = stats.token_marks(table, int(step))

@@ -65,14 +65,14 @@ with picks_tab:
 with compare_tab:
     stacked = picks_by_strategy(features, seed=seed)
     chart = selection_chart(stacked)
-    st.altair_chart(chart)
+    st.altair_chart(chart, width="content")
     chart_downloads(chart, "selection")
     st.dataframe(stacked.groupby("strategy", sort=False)[["n_tokens", "teacher_share", "n_teacher",
                                                          "student_mean_logp"]].mean().add_prefix("mean "))
 with agree_tab:
     matrix = agreement(features, seed=seed)
     a_chart = agreement_chart(matrix)
-    st.altair_chart(a_chart)
+    st.altair_chart(a_chart, width="content")
     chart_downloads(a_chart, "agreement")
     st.caption("Share of questions on which two strategies keep the same response.")
 with all_tab:

@@ -143,13 +143,17 @@ SOURCE_PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E0
 def _source_color(sources) -> alt.Color:
     domain = list(dict.fromkeys(sources))
     palette = [SOURCE_PALETTE[i % len(SOURCE_PALETTE)] for i in range(len(domain))]
-    return alt.Color("source:N", title="source", scale=alt.Scale(domain=domain, range=palette))
+    return alt.Color("source:N", title="source", scale=alt.Scale(domain=domain, range=palette),
+                     legend=alt.Legend(labelLimit=320, orient="bottom", columns=1))
+
+
+_LONG_LABELS = alt.Axis(labelAngle=-35, labelLimit=220)  # strategy names, whole
 
 
 def selection_chart(picks: pd.DataFrame, height: int = 220) -> alt.HConcatChart:
     """Per strategy, the distribution of the picked responses' lengths and Teacher shares."""
     base = alt.Chart(picks).mark_boxplot(extent="min-max", size=22).encode(
-        x=alt.X("strategy:N", title=None, sort=list(dict.fromkeys(picks["strategy"]))))
+        x=alt.X("strategy:N", title=None, sort=list(dict.fromkeys(picks["strategy"])), axis=_LONG_LABELS))
     length = base.encode(y=alt.Y("n_tokens:Q", title="picked length (student tokens)"))
     share = base.encode(y=alt.Y("teacher_share:Q", title="picked Teacher share", scale=alt.Scale(domain=[0, 1])))
     return alt.hconcat(length.properties(height=height, width=300), share.properties(height=height, width=300))
@@ -159,7 +163,8 @@ def agreement_chart(matrix: pd.DataFrame, size: int = 260) -> alt.LayerChart:
     """Share of questions on which two strategies pick the same response."""
     order = list(matrix.index)
     long = matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="agree")
-    base = alt.Chart(long).encode(x=alt.X("b:N", sort=order, title=None), y=alt.Y("a:N", sort=order, title=None))
+    base = alt.Chart(long).encode(x=alt.X("b:N", sort=order, title=None, axis=_LONG_LABELS),
+                                  y=alt.Y("a:N", sort=order, title=None, axis=alt.Axis(labelLimit=220)))
     cells = base.mark_rect().encode(color=alt.Color("agree:Q", scale=alt.Scale(domain=[0, 1], scheme="blues"),
                                                     title="agreement"),
                                     tooltip=["a:N", "b:N", alt.Tooltip("agree:Q", format=".2f")])
