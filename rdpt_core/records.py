@@ -2,7 +2,8 @@
 
 Every format (JSONL, JSON, CSV, Parquet) is first turned into ``(line, row)`` pairs and then fed
 to :func:`records_from_rows`, so layout detection, validation and error messages are shared by
-all formats and by data pasted or uploaded in the app.
+all formats and by data pasted or uploaded in the app. Each record remembers its input row
+(:class:`Origin`), so selected data can be written back in the input's own schema.
 """
 from __future__ import annotations
 
