@@ -69,6 +69,9 @@ with compare_tab:
     chart_downloads(chart, "selection")
     st.dataframe(stacked.groupby("strategy", sort=False)[["n_tokens", "teacher_share", "n_teacher",
                                                          "student_mean_logp"]].mean().add_prefix("mean "))
+    st.markdown("**What each strategy kept, per question**")
+    st.dataframe(stacked.pivot(index="question_id", columns="strategy", values="record_id")
+                 .reindex(columns=list(STRATEGIES)).reindex(picked["question_id"]))
 with agree_tab:
     matrix = agreement(features, seed=seed)
     a_chart = agreement_chart(matrix)

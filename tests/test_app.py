@@ -276,6 +276,10 @@ def test_data_selection_page_picks_like_rdpt_core_and_follows_beta_and_strategy(
         want = select(response_features(actions, beta), strategy)
         assert frame_with(at, "n_teacher")["record_id"].tolist() == want["record_id"].tolist(), (strategy, beta)
     assert len(at.get("vega_lite_chart")) >= 2  # strategies compared, agreement
+    kept = frame_with(at, "grape")  # question × strategy → the response each strategy kept
+    features = response_features(actions, 0.0)
+    for strategy in ("max_teacher_count", "longest", "max_teacher_proportion", "min_teacher_count", "grape"):
+        assert kept[strategy].tolist() == select(features, strategy)["record_id"].tolist(), strategy
 
 
 def test_data_selection_page_explains_what_the_working_dataset_lacks():
