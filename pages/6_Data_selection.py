@@ -10,7 +10,8 @@ from rdpt_core.charts import agreement_chart, selection_chart
 from rdpt_core.records import jsonl_lines
 from rdpt_core.report import build_report
 from rdpt_core.selection import (
-    STRATEGIES, agreement, export_rows, has_candidates, picks_by_strategy, response_features, select,
+    STRATEGIES, agreement, export_rows, has_candidates, kept_per_question, picks_by_strategy, response_features,
+    strategy_summary,
 )
 
 page_setup("Data selection")
@@ -48,7 +49,8 @@ c1, c2 = st.columns([3, 1])
 strategy = c1.selectbox("Strategy", STRATEGIES, key="sel_strategy",
                         format_func=lambda s: f"{s} — {STRATEGY_HELP[s]}")
 seed = int(c2.number_input("Seed (random)", 0, 2**31 - 1, 0, key="sel_seed"))
-picked = select(features, strategy, seed)
+stacked = picks_by_strategy(features, seed=seed)  # every strategy's picks: each view below reads them
+picked = stacked[stacked.strategy == strategy].drop(columns="strategy").reset_index(drop=True)
 m = st.columns(4)
 m[0].metric("Questions", features.question_id.nunique())
 m[1].metric("Candidate responses", len(features))
@@ -63,17 +65,14 @@ picks_tab, compare_tab, agree_tab, all_tab = st.tabs(["Picks", "Strategies compa
 with picks_tab:
     st.dataframe(picked, hide_index=True)
 with compare_tab:
-    stacked = picks_by_strategy(features, seed=seed)
     chart = selection_chart(stacked)
     st.altair_chart(chart, width="content")
     chart_downloads(chart, "selection")
-    st.dataframe(stacked.groupby("strategy", sort=False)[["n_tokens", "teacher_share", "n_teacher",
-                                                         "student_mean_logp"]].mean().add_prefix("mean "))
+    st.dataframe(strategy_summary(stacked))
     st.markdown("**What each strategy kept, per question**")
-    st.dataframe(stacked.pivot(index="question_id", columns="strategy", values="record_id")
-                 .reindex(columns=list(STRATEGIES)).reindex(picked["question_id"]))
+    st.dataframe(kept_per_question(stacked))
 with agree_tab:
-    matrix = agreement(features, seed=seed)
+    matrix = agreement(stacked)
     a_chart = agreement_chart(matrix)
     st.altair_chart(a_chart, width="content")
     chart_downloads(a_chart, "agreement")

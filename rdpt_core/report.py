@@ -109,12 +109,11 @@ def _provenance_sections(actions: pd.DataFrame, alpha: float, beta: float, betas
 
 def _selection_section(features: pd.DataFrame, beta: float, seed: int) -> list[str]:
     picks = sel.picks_by_strategy(features, seed=seed)
-    summary = picks.groupby("strategy", sort=False)[["n_tokens", "teacher_share", "n_teacher", "student_mean_logp"]].mean()
     return ["<h2>Teacher-guided data selection</h2>",
             f"<p>{features.question_id.nunique()} questions, {len(features)} candidate responses; "
             f"Teacher actions under the 3-class rule at β = {beta:.2f}; random seed {seed}.</p>",
-            _chart(selection_chart(picks), "selection"), _table(summary.add_prefix("mean "), index=True),
-            "<h3>How often strategies agree</h3>", _chart(agreement_chart(sel.agreement(features, seed=seed)), "agreement")]
+            _chart(selection_chart(picks), "selection"), _table(sel.strategy_summary(picks), index=True),
+            "<h3>How often strategies agree</h3>", _chart(agreement_chart(sel.agreement(picks)), "agreement")]
 
 
 def _sources_section(responses: pd.DataFrame) -> list[str]:

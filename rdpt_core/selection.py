@@ -115,11 +115,26 @@ def _plain_number(value) -> int | float | None:
     return None if np.isnan(value) else value
 
 
-def agreement(features: pd.DataFrame, strategies=STRATEGIES, seed: int = 0) -> pd.DataFrame:
-    """Share of questions on which two strategies pick the same response (symmetric matrix)."""
-    picks = {s: select(features, s, seed).set_index("question_id")["record_id"] for s in strategies}
-    out = pd.DataFrame(1.0, index=list(strategies), columns=list(strategies))
+def kept_per_question(picks: pd.DataFrame) -> pd.DataFrame:
+    """Question × strategy → the record each strategy kept (``picks`` from :func:`picks_by_strategy`;
+    questions and strategies in their order of appearance)."""
+    table = picks.pivot(index="question_id", columns="strategy", values="record_id")
+    return table.reindex(index=list(dict.fromkeys(picks["question_id"])),
+                         columns=list(dict.fromkeys(picks["strategy"])))
+
+
+def strategy_summary(picks: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy, the mean features of the responses it kept."""
+    columns = ["n_tokens", "teacher_share", "n_teacher", "student_mean_logp"]
+    return picks.groupby("strategy", sort=False)[columns].mean().add_prefix("mean ")
+
+
+def agreement(picks: pd.DataFrame) -> pd.DataFrame:
+    """Share of questions on which two strategies keep the same response (symmetric matrix;
+    ``picks`` from :func:`picks_by_strategy`)."""
+    kept = kept_per_question(picks)
+    strategies = list(kept.columns)
+    out = pd.DataFrame(1.0, index=strategies, columns=strategies)
     for a, b in itertools.combinations(strategies, 2):
-        same = float((picks[a] == picks[b].reindex(picks[a].index)).mean())
-        out.loc[a, b] = out.loc[b, a] = same
+        out.loc[a, b] = out.loc[b, a] = float((kept[a] == kept[b]).mean())
     return out

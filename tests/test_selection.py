@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from rdpt_core.selection import agreement, response_features, select
+from rdpt_core.selection import agreement, picks_by_strategy, response_features, select
 
 
 def table():
@@ -52,7 +52,8 @@ def test_random_is_seeded_and_keeps_one_per_question():
 
 
 def test_agreement_matrix():
-    m = agreement(response_features(table(), 0.1), ["max_teacher_count", "longest", "grape", "min_teacher_count"])
+    m = agreement(picks_by_strategy(response_features(table(), 0.1),
+                                    ["max_teacher_count", "longest", "grape", "min_teacher_count"]))
     assert m.loc["max_teacher_count", "longest"] == 0.5  # agree on q2 only
     assert m.loc["grape", "min_teacher_count"] == 1.0 and m.loc["longest", "grape"] == 0.5
     assert math.isclose(m.loc["longest", "longest"], 1.0)
