@@ -143,29 +143,35 @@ RecordCallback = Callable[[str, TokenScores, bool], None]  # (role, token scores
 
 
 def score_role(
-    backend: ScoringBackend, records: Sequence[Record], cache: TokenCache,
-    progress: ProgressBar, should_stop: Callable[[], bool] | None = None,
-    on_record: RecordCallback | None = None, role: str = "",
+    backend: ScoringBackend, records: Sequence[Record], cache: TokenCache, role: str,
+    progress: ProgressFactory = no_progress, should_stop: Callable[[], bool] | None = None,
+    on_record: RecordCallback | None = None,
 ) -> tuple[dict[str, TokenScores], int]:
-    """Token scores of every record under one model; returns them and how many were fresh.
-    Checks ``should_stop`` between records (a cancelled job resumes from the cache)."""
+    """Token scores of every record under one model, with a progress bar; returns them and how
+    many were fresh. Checks ``should_stop`` between records (a cancelled job resumes from the
+    cache). The model is freed at the end: one model in memory at a time."""
     out: dict[str, TokenScores] = {}
     fresh = 0
-    for record in records:
-        if should_stop is not None and should_stop():
-            raise ScoringCancelled(f"cancelled during {role or backend.spec.label}")
-        context = backend.render_context(record.prompt)
-        key = cache_key(backend.fingerprint, context, record.response)
-        scores = cache.get(key)
-        is_fresh = scores is None
-        if scores is None:
-            scores = backend.score(context, record.response)
-            cache.put(key, scores)
-            fresh += 1
-        out[record.record_id] = scores
-        progress.update(1)
-        if on_record is not None:
-            on_record(role, scores, is_fresh)
+    bar = progress(f"{role}: {backend.spec.label}", len(records))
+    try:
+        for record in records:
+            if should_stop is not None and should_stop():
+                raise ScoringCancelled(f"cancelled during {role}")
+            context = backend.render_context(record.prompt)
+            key = cache_key(backend.fingerprint, context, record.response)
+            scores = cache.get(key)
+            is_fresh = scores is None
+            if scores is None:
+                scores = backend.score(context, record.response)
+                cache.put(key, scores)
+                fresh += 1
+            out[record.record_id] = scores
+            bar.update(1)
+            if on_record is not None:
+                on_record(role, scores, is_fresh)
+    finally:
+        bar.close()
+        backend.unload()
     return out, fresh
 
 
@@ -230,14 +236,8 @@ def score_corpus(
     for role in (r for r in ROLES if r in specs):
         backend = backends[role]
         loads_before = backend.load_count
-        bar = progress(f"{role}: {backend.spec.label}", len(records))
-        try:
-            tokens[role], fresh = score_role(backend, records, cache, bar, should_stop, on_record, role)
-        finally:
-            bar.close()
-            # One model in memory at a time. A role sharing this model later finds its
-            # scores in the cache, so it will not load it again.
-            backend.unload()
+        # A role sharing this model later finds its scores in the cache: no second load.
+        tokens[role], fresh = score_role(backend, records, cache, role, progress, should_stop, on_record)
         report.fresh[role] = fresh
         report.cached[role] = len(records) - fresh
         report.model_loads[role] = backend.load_count - loads_before

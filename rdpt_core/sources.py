@@ -35,13 +35,7 @@ UNKNOWN_SOURCE = "(unknown)"
 def score_reference(records: Sequence[Record], backend: ScoringBackend, *, cache: TokenCache | None = None,
                     progress: ProgressFactory = no_progress) -> dict[str, TokenScores]:
     """Token scores of every record under the reference model (cached per token, like scoring)."""
-    bar = progress(f"reference: {backend.spec.label}", len(records))
-    try:
-        tokens, _ = score_role(backend, records, cache if cache is not None else TokenCache(), bar,
-                               role="reference")
-    finally:
-        bar.close()
-        backend.unload()
+    tokens, _ = score_role(backend, records, cache if cache is not None else TokenCache(), "reference", progress)
     return tokens
 
 
