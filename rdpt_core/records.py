@@ -198,7 +198,8 @@ def detect_layout(row: dict[str, Any]) -> str:
 
 
 def _skythought(row: dict[str, Any], line: int, source: str | None
-                ) -> tuple[list[Record], list[_Bad]]:
+                ) -> tuple[list[tuple[Record, int | None]], list[_Bad]]:
+    """The row's good responses, each with its index in ``code``, and the bad ones."""
     idx = str(line) if row.get("idx") is None else _as_id(row["idx"], "idx")
     prompt = _text(row.get("question"), "question")
     code, scores, pred = row.get("code"), row.get("score"), row.get("pred")
@@ -208,7 +209,7 @@ def _skythought(row: dict[str, Any], line: int, source: str | None
         raise _Bad("score", f"expected a list of true/false, got {_show(scores)}")
     scores = scores or []
     base = {key: row[key] for key in ("gt", "level") if key in row}
-    records: list[Record] = []
+    records: list[tuple[Record, int | None]] = []
     bad: list[_Bad] = []
     for k, response in enumerate(code):
         correct = scores[k] if k < len(scores) else None  # a short score list means "unknown"
@@ -222,7 +223,7 @@ def _skythought(row: dict[str, Any], line: int, source: str | None
         meta = dict(base)
         if "pred" in row:
             meta["pred"] = (pred[k] if k < len(pred) else None) if isinstance(pred, list) else pred
-        records.append(Record(f"{idx}:{k}", idx, prompt, text, correct, source, meta))
+        records.append((Record(f"{idx}:{k}", idx, prompt, text, correct, source, meta), k))
     return records, bad
 
 
@@ -336,12 +337,11 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
         kind = detect_layout(row) if layout == "auto" else layout
         try:
             found, bad = (_skythought(row, line, source) if kind == "skythought"
-                          else ([_single(row, line, kind, mapping, aliases, source)], []))
+                          else ([(_single(row, line, kind, mapping, aliases, source), None)], []))
         except _Bad as err:
             found, bad = [], [err]
         issues.extend(RecordIssue(file, line, b.field, b.message, unit) for b in bad)
-        skythought = kind == "skythought"
-        for record in found:
+        for record, item in found:
             if record.record_id in first_seen:  # keep the first, report the later one
                 issues.append(RecordIssue(file, line, "record_id", f"duplicate record_id "
                                           f"{record.record_id!r} (first on {unit} "
@@ -349,7 +349,6 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
                 continue
             first_seen[record.record_id] = line
             records.append(record)
-            item = int(record.record_id.rsplit(":", 1)[1]) if skythought else None
             origins[record.record_id] = Origin(line, row, item)
     if issues and not lenient:
         raise RecordsError(issues)
