@@ -82,8 +82,21 @@ ZOO: dict[str, dict[str, Any]] = {
 }
 
 
+def looks_like_path(name_or_path: str) -> bool:
+    """True for what can only be a local path (absolute, ``./``, ``../``, ``~``, or with more
+    than one ``/``); a hub id is ``name`` or ``owner/name``."""
+    return (name_or_path.startswith(("/", "./", "../", "~", "\\")) or name_or_path.count("/") > 1
+            or (os.sep != "/" and os.sep in name_or_path))
+
+
 def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
-    """A zoo name, a local directory or a hub id → :class:`ModelSpec` (``overrides`` win)."""
+    """A zoo name, a local directory or a hub id → :class:`ModelSpec` (``overrides`` win).
+
+    A name that can only be a path must be an existing directory: a missing one says "not
+    found" here rather than failing later as a malformed hub id."""
+    name_or_path = name_or_path.strip()
+    if not name_or_path:
+        raise ValueError("no model given: choose a packaged model, a hub id or a local directory")
     if name_or_path in ZOO:
         entry = ZOO[name_or_path]
         local = models_dir() / entry["base"]
@@ -96,6 +109,13 @@ def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
         if "adapter" in entry:
             fields["adapter"] = str(PROJECT_ROOT / entry["adapter"])
         return ModelSpec(**{**fields, **overrides})
+    local = Path(name_or_path).expanduser()
+    if looks_like_path(name_or_path):
+        if not local.exists():
+            raise FileNotFoundError(f"local model directory not found: {local}")
+        if not local.is_dir():
+            raise NotADirectoryError(f"{local} is a file; give the checkpoint's directory")
+        name_or_path = str(local)
     return ModelSpec(path=name_or_path, name=overrides.pop("name", name_or_path), **overrides)
 
 
@@ -144,12 +164,23 @@ def fingerprint(spec: ModelSpec, resolved_dtype: str) -> str:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes needed to hold the weights plus a forward pass over ``n_tokens``."""
+    """Bytes needed to hold the weights plus one forward pass.
+
+    ``n_tokens`` is the sequence length asked about; a sequence longer than the model's
+    ``window`` is scored with a sliding window, so one pass covers ``pass_tokens`` =
+    min(n_tokens, window) tokens and the estimate is for that."""
 
     n_params: int
     weight_bytes: int
     activation_bytes: int
     n_tokens: int
+    window: int | None = None
+    pass_tokens: int = 0
+
+    @property
+    def windowed(self) -> bool:
+        """The sequence does not fit the window: scored in overlapping windows (flagged)."""
+        return self.window is not None and self.n_tokens > self.window
 
     @property
     def total_bytes(self) -> int:
@@ -184,14 +215,16 @@ def estimate_memory(spec: ModelSpec, n_tokens: int = 4096, resolved_dtype: str =
     per_linear = _QUANT_BYTES.get(spec.quantization, dense)
     weight_bytes = int(linear_params * per_linear + (n_params - linear_params) * dense)
     text_cfg = getattr(config, "text_config", config)
+    window = spec.max_context or getattr(text_cfg, "max_position_embeddings", None)
+    pass_tokens = min(n_tokens, window) if window else n_tokens
     hidden = getattr(text_cfg, "hidden_size", 1024)
     layers = getattr(text_cfg, "num_hidden_layers", 24)
     inter = getattr(text_cfg, "intermediate_size", 4 * hidden)
     # Inference keeps a few hidden-size buffers per layer alive, plus one MLP intermediate and
     # one chunk of logits (scoring never materialises the full [tokens x vocab] matrix).
-    act = n_tokens * (hidden * 4 + inter * 2) * 4 + n_tokens * hidden * layers * 4 // 8
+    act = pass_tokens * (hidden * 4 + inter * 2) * 4 + pass_tokens * hidden * layers * 4 // 8
     act += 256 * getattr(text_cfg, "vocab_size", 32000) * 4 * 3
-    return MemoryEstimate(n_params, weight_bytes, int(act), n_tokens)
+    return MemoryEstimate(n_params, weight_bytes, int(act), n_tokens, window, pass_tokens)
 
 
 def with_overrides(spec: ModelSpec, **changes: Any) -> ModelSpec:

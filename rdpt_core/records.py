@@ -24,6 +24,18 @@ EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "c
               ".parquet": "parquet", ".pq": "parquet"}
 PROMPT_ALIASES = ("question", "instruction", "input", "problem")
 RESPONSE_ALIASES = ("output", "completion", "answer_text", "generation")
+# Column names a flat file may use for each record field, in order of preference: the loader
+# tries the prompt/response aliases under the default mapping; the app's column-mapping step
+# pre-selects the first name present for every field (``guess_mapping``).
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "prompt": ("prompt", *PROMPT_ALIASES),
+    "response": ("response", *RESPONSE_ALIASES),
+    "record_id": ("record_id", "id"),
+    "question_id": ("question_id",),
+    "correct": ("correct", "is_correct", "label"),
+    "source": ("source", "model"),
+}
+REQUIRED_FIELDS = ("prompt", "response")
 FRAME_COLUMNS = ("record_id", "question_id", "prompt", "response", "correct", "source", "meta")
 _TRUE = {"true", "yes", "1", "correct"}
 _FALSE = {"false", "no", "0", "incorrect"}
@@ -119,6 +131,29 @@ class ColumnMapping:
     question_id: str | None = "question_id"
     correct: str | None = "correct"
     source: str | None = "source"
+
+
+def guess_mapping(columns: Iterable[str]) -> dict[str, str | None]:
+    """For each record field, the first of its :data:`FIELD_ALIASES` among ``columns`` (None:
+    no column looks like it; the user must choose, or for optional fields leave it out)."""
+    present = list(columns)
+    return {name: next((c for c in aliases if c in present), None) for name, aliases in FIELD_ALIASES.items()}
+
+
+def mapping_problems(chosen: dict[str, str | None], columns: Iterable[str]) -> list[str]:
+    """Why a column mapping cannot be used (empty list: it can). ``chosen`` maps record fields
+    to column names or None."""
+    present = set(columns)
+    problems = [f"choose the column that holds the {name}" for name in REQUIRED_FIELDS if not chosen.get(name)]
+    problems += [f"{name}: no column {col!r} in the file" for name, col in chosen.items()
+                 if col and col not in present]
+    used: dict[str, list[str]] = {}
+    for name, col in chosen.items():
+        if col:
+            used.setdefault(col, []).append(name)
+    problems += [f"column {col!r} is mapped to {' and '.join(names)}; each column can feed one field"
+                 for col, names in used.items() if len(names) > 1]
+    return problems
 
 
 class _Bad(ValueError):
@@ -358,6 +393,12 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
 _Rows = tuple[list[tuple[int, Any]], list[RecordIssue]]
 
 
+def _not_utf8(file: str, err: UnicodeDecodeError) -> ValueError:
+    byte = err.object[err.start:err.start + 1].hex()
+    return ValueError(f"{file}: not UTF-8 text (byte 0x{byte} at offset {err.start}); "
+                      "save it as UTF-8 and load it again")
+
+
 def _read_jsonl(path: Path, file: str) -> _Rows:
     rows: list[tuple[int, Any]] = []
     issues: list[RecordIssue] = []
@@ -382,7 +423,7 @@ def _read_json(path: Path, file: str) -> _Rows:
         message = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
         return [], [RecordIssue(file, 0, None, message)]
     except UnicodeDecodeError as err:
-        raise ValueError(f"{file}: not valid UTF-8 text ({err})") from err
+        raise _not_utf8(file, err) from err
     if isinstance(data, dict):
         data = next((data[k] for k in ("data", "records") if isinstance(data.get(k), list)), data)
     if not isinstance(data, list):
@@ -415,7 +456,7 @@ def _read_csv(path: Path, file: str) -> _Rows:
             except csv.Error as err:
                 issues.append(RecordIssue(file, start, None, f"unreadable CSV: {err}"))
     except UnicodeDecodeError as err:
-        raise ValueError(f"{file}: not valid UTF-8 text ({err})") from err
+        raise _not_utf8(file, err) from err
     finally:
         csv.field_size_limit(old_limit)
     return rows, issues
@@ -444,10 +485,11 @@ def infer_format(path: str | Path) -> str:
 
 def load_records(path: str | Path, *, fmt: str | None = None, layout: str = "auto",
                  mapping: ColumnMapping | None = None, source: str | None = None,
-                 lenient: bool = False) -> LoadResult:
-    """Read a JSONL/JSON/CSV/Parquet file into records (see module docstring)."""
-    file = str(path)
-    fmt = fmt or infer_format(path)
+                 lenient: bool = False, name: str | None = None) -> LoadResult:
+    """Read a JSONL/JSON/CSV/Parquet file into records (see module docstring). ``name`` is how
+    errors call the file (e.g. an upload's own name rather than its temporary path)."""
+    file = name or str(path)
+    fmt = fmt or infer_format(name or path)
     if fmt not in _READERS:
         raise ValueError(f"{file}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     reader, unit = _READERS[fmt]
@@ -501,10 +543,11 @@ def write_records_jsonl(records: Iterable[Record], path: str | Path) -> None:
     write_jsonl((dataclasses.asdict(record) for record in records), path)
 
 
-def peek_columns(path: str | Path, *, fmt: str | None = None, n_rows: int = 20) -> list[str]:
+def peek_columns(path: str | Path, *, fmt: str | None = None, n_rows: int = 20,
+                 name: str | None = None) -> list[str]:
     """Column names seen in the first ``n_rows`` rows (for a column-mapping step)."""
-    reader, _ = _READERS[fmt or infer_format(path)]
-    rows, _ = reader(Path(path), str(path))
+    reader, _ = _READERS[fmt or infer_format(name or path)]
+    rows, _ = reader(Path(path), name or str(path))
     columns: list[str] = []
     for _, row in rows[:n_rows]:
         for key in row if isinstance(row, dict) else ():

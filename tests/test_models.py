@@ -68,3 +68,28 @@ def test_memory_estimate_counts_the_real_parameters(which, request):
     assert fp32.weight_bytes - nf4.weight_bytes == pytest.approx(linear * (4 - 0.5 - 4 / 64), rel=1e-6)
     assert nf4.weight_bytes < int8.weight_bytes < fp32.weight_bytes
     assert fp32.activation_bytes > 0 and fp32.total_bytes == fp32.weight_bytes + fp32.activation_bytes
+
+
+@pytest.mark.parametrize("path", ["/no/such/checkpoint", "./missing-dir", "~/nowhere-rdpt-test", "a/b/c"])
+def test_missing_local_directory_says_not_found(path):
+    with pytest.raises(FileNotFoundError, match="local model directory not found"):
+        resolve_spec(path)
+
+
+def test_a_file_is_not_a_checkpoint_directory(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x")
+    with pytest.raises(NotADirectoryError, match="directory"):
+        resolve_spec(str(weights))
+
+
+@pytest.mark.slow
+def test_memory_estimate_is_for_one_window_when_the_sequence_is_longer(smollm2_spec):
+    from rdpt_core.models import estimate_memory
+
+    long = estimate_memory(smollm2_spec, n_tokens=131_072)
+    at_window = estimate_memory(smollm2_spec, n_tokens=8192)
+    assert (long.window, long.pass_tokens, long.windowed) == (8192, 8192, True)  # SmolLM2's window
+    assert long.activation_bytes == at_window.activation_bytes and not at_window.windowed
+    short = estimate_memory(smollm2_spec, n_tokens=1024)
+    assert short.pass_tokens == 1024 and short.activation_bytes < at_window.activation_bytes

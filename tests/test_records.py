@@ -556,3 +556,43 @@ def test_export_row_adds_columns_and_refuses_to_overwrite() -> None:
     assert export_row(rec, None, {"rdpt_n": 2})["record_id"] == "a"  # no origin: the flat layout
     with pytest.raises(ValueError, match="record 'a'.*x already exist"):
         export_row(rec, Origin(1, {"x": 1}), {"x": 2})
+
+
+# ---- column mapping helpers and non-UTF-8 input ------------------------------------------------
+def test_guess_mapping_takes_the_first_alias_present_and_none_when_nothing_fits():
+    from rdpt_core.records import guess_mapping
+
+    assert guess_mapping(["a", "b"]) == {"prompt": None, "response": None, "record_id": None,
+                                         "question_id": None, "correct": None, "source": None}
+    got = guess_mapping(["problem", "generation", "id", "is_correct", "model", "question"])
+    assert got == {"prompt": "question", "response": "generation", "record_id": "id", "question_id": None,
+                   "correct": "is_correct", "source": "model"}
+
+
+def test_mapping_problems_refuse_missing_and_repeated_columns():
+    from rdpt_core.records import mapping_problems
+
+    columns = ["a", "b"]
+    assert mapping_problems({"prompt": "a", "response": "b"}, columns) == []
+    assert mapping_problems({"prompt": None, "response": "b"}, columns) == ["choose the column that holds the prompt"]
+    same = mapping_problems({"prompt": "a", "response": "a"}, columns)
+    assert same == ["column 'a' is mapped to prompt and response; each column can feed one field"]
+    assert mapping_problems({"prompt": "a", "response": "b", "correct": "z"}, columns) == [
+        "correct: no column 'z' in the file"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_a_non_utf8_file_is_named_with_the_offending_byte(tmp_path, suffix):
+    path = tmp_path / f"upload{suffix}"
+    body = "prompt,response\nq,caf\xe9\n" if suffix == ".csv" else '[{"prompt": "q", "response": "caf\xe9"}]'
+    path.write_bytes(body.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"mine\S*: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+        load_records(path, name=f"mine{suffix}")
+
+
+def test_non_utf8_jsonl_line_is_reported_and_the_good_lines_load(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"prompt": "p", "response": "ok"}\n{"prompt": "p", "response": "caf\xe9"}\n')
+    result = load_records(path, lenient=True, name="mine.jsonl")
+    assert [r.response for r in result.records] == ["ok"]
+    assert [(i.file, i.line, i.message) for i in result.issues] == [("mine.jsonl", 2, "not valid UTF-8 text")]
