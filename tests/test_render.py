@@ -1,9 +1,21 @@
 import re
+from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 
-from rdpt_core.provenance import classify_table
-from rdpt_core.render import class_counts, highlighted_block, legend_html, response_html, tooltip
+from rdpt_core.explore import with_margins
+from rdpt_core.provenance import CLASS_COLORS, classify_table
+from rdpt_core.render import (
+    class_counts,
+    highlighted_block,
+    legend_html,
+    response_html,
+    token_strip_html,
+    token_tooltip,
+    tooltip,
+    visible_whitespace,
+)
 
 
 def table(texts, pt, ps, pd_=None):
@@ -45,3 +57,131 @@ def test_legend_counts_match_the_classes():
         ("Shared", "1"), ("Teacher", "2"), ("Student", "0"), ("Boosted", "0"), ("Unscored", "1")]
     assert class_counts(t, "cls3") == {"Common": 1, "Teacher": 2, "Student": 0, "Unscored": 1}
     assert "rdpt-legend" in highlighted_block(t)
+
+
+# ---- CSS tooltips, legend colours, token strips ----------------------------------------------
+
+class Spans(HTMLParser):
+    """Attributes (unescaped by the parser) and inner text of every span with a given class."""
+
+    def __init__(self, cls: str):
+        super().__init__(convert_charrefs=True)
+        self.cls, self.found, self._open = cls, [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "span" and self.cls in (attrs.get("class") or "").split():
+            self._open = {**attrs, "_text": ""}
+            self.found.append(self._open)
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open["_text"] += data
+
+    def handle_endtag(self, tag):
+        self._open = None
+
+
+def spans(markup: str, cls: str) -> list[dict]:
+    parser = Spans(cls)
+    parser.feed(markup)
+    return parser.found
+
+
+def test_actions_carry_css_tooltips_not_native_titles():
+    t = with_margins(table(["One.", " Two."], [0.9, 0.5], [0.2, 0.5], [0.6, 0.5]), 0.1, 0.1)
+    out = response_html(t)
+    assert "title=" not in out
+    assert "content: attr(data-tip)" in out and ".rdpt-act:hover::after" in out
+    assert "position: relative" in out
+    first = spans(out, "rdpt-act")[0]
+    assert first["data-cls"] == "Teacher" and first["data-index"] == "0"
+    tip = first["data-tip"]
+    assert tip.splitlines()[0] == "#0 Teacher"
+    assert "p_T 0.900  p_S 0.200  p_D 0.600" in tip
+    assert "Δ_TS 0.700  Δ_TD 0.300  Δ_SD -0.400" in tip
+    # to_flip: max|Δ| 0.7 − α 0.1 = 0.6, |Δ_TS| 0.7 − β 0.1 = 0.6
+    assert "to flip 0.600" in tip
+    assert "\n" not in out.split("</style>")[1].strip()  # newlines of tooltips are &#10;: one line of HTML
+
+
+def test_tooltip_uses_the_shown_class_column():
+    t = table(["One."], [0.9], [0.2])  # no D: cls3 only
+    text = tooltip(t.iloc[0].to_dict(), "cls3")
+    assert text.splitlines() == ["#0 Teacher", "p_T 0.900  p_S 0.200  p_D n/a", "Δ_TS 0.700"]
+    assert spans(response_html(t, "cls3"), "rdpt-act")[0]["data-tip"] == text
+
+
+def test_tooltip_escapes_data():
+    t = table(["x"], [0.9], [0.2])
+    t["cls3"] = ['<script>alert("c")</script>']
+    out = response_html(t, "cls3")
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert spans(out, "rdpt-act")[0]["data-tip"].startswith('#0 <script>alert("c")</script>')
+
+
+def test_legend_swatches_have_the_class_colour():
+    legend = legend_html({"Shared": 1, "Teacher": 2, "Unscored": 0})
+    assert re.findall(r'class="rdpt-swatch" style="background:(#[0-9A-Fa-f]{6})"', legend) == [
+        CLASS_COLORS["Shared"], CLASS_COLORS["Teacher"], CLASS_COLORS["Unscored"]]
+
+
+def token_rows():
+    rows = [
+        ("teacher", 3, "<script>alert(1)</script>", -0.0), ("teacher", 4, " the\n", -2.302585092994046),
+        ("student", 7, '"x" & y', float("nan")), ("student", 8, "\tz", -12.345678901234567),
+        ("distilled", 1, " ok", -0.6931471805599453),
+    ]
+    frame = pd.DataFrame(rows, columns=["role", "token_index", "text", "logprob"])
+    frame["p"] = np.exp(frame["logprob"])
+    frame["scored"] = np.isfinite(frame["logprob"])
+    return frame
+
+
+def test_token_strip_marks_every_token_with_role_and_exact_logprob():
+    tokens = token_rows()
+    out = token_strip_html(tokens, {"teacher": "Teacher <SmolLM2>"})
+    found = spans(out, "rdpt-tok")
+    assert [s["data-role"] for s in found] == ["teacher", "teacher", "student", "student", "distilled"]
+    assert [s["data-index"] for s in found] == ["3", "4", "7", "8", "1"]
+    for s, lp in zip(found, tokens["logprob"]):
+        got = float(s["data-logprob"])
+        assert (np.isnan(got) and np.isnan(lp)) or abs(got - lp) < 1e-9
+    assert [s["data-text"] for s in found] == tokens["text"].tolist()  # the real text, round-tripped
+    assert [s["_text"] for s in found] == ["<script>alert(1)</script>", "·the⏎", '"x"·&·y', "→z", "·ok"]
+    assert [s["data-scored"] for s in found] == ["true", "true", "false", "true", "true"]
+    assert "Teacher &lt;SmolLM2&gt;" in out and ">student<" in out  # labels, default = the role
+    assert re.findall(r'class="rdpt-tokline" data-role="(\w+)"', out) == ["teacher", "student", "distilled"]
+
+
+def test_token_strip_escapes_untrusted_text():
+    out = token_strip_html(token_rows())
+    assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    assert '"x"' not in out.split("</style>")[1]  # quotes escaped, in attributes too
+    tip = spans(out, "rdpt-tok")[0]["data-tip"]
+    assert tip == token_tooltip("<script>alert(1)</script>", -0.0)
+    assert "logprob -0.000  p 1.000" in tip
+
+
+def test_token_tooltip_and_visible_whitespace():
+    assert token_tooltip(" the\n", -2.302585092994046) == "' the\\n'\nlogprob -2.303  p 0.100"
+    assert "not scored" in token_tooltip("x", float("nan"))
+    assert visible_whitespace("a b\nc\td") == "a·b⏎c→d"
+
+
+def test_token_colours_follow_p_on_the_viridis_scale():
+    styles = [s["style"] for s in spans(token_strip_html(token_rows()), "rdpt-tok")]
+    # p = 1 → viridis' yellow end with black text; p = exp(−12.3) ≈ 0 → its dark purple end with
+    # white text; p = 0.1 → the 0.1 stop (#482475, dark: white text); unscored → grey
+    assert styles[0] == "background:#fde725;color:#000"
+    assert styles[3] == "background:#440154;color:#fff"
+    assert styles[1] == "background:#482475;color:#fff"
+    assert styles[2] == "background:#e0e0e0;color:#000"
+    out = token_strip_html(token_rows())
+    assert "rdpt-scale" in out and "linear-gradient" in out  # the colour-scale legend
+
+
+def test_token_strip_of_no_tokens_is_just_the_legend():
+    empty = token_rows().iloc[:0]
+    assert spans(token_strip_html(empty), "rdpt-tok") == []
+    assert "rdpt-scale" in token_strip_html(empty, with_css=False)
