@@ -1,18 +1,70 @@
-"""Altair charts (pure: no Streamlit) and their PNG/SVG export through vl-convert."""
+"""Altair charts (pure: no Streamlit) and their PNG/SVG export through vl-convert.
+
+Sizing contract (how the app draws them): a single-view or layered chart is drawn stretched to
+the column (``st.altair_chart(chart, width="stretch")``), a facet / concat chart at its own size
+(``width="content"``).  So single and layered charts here use ``autosize: fit-x``: their
+``height`` is the *plot* height (axes, legends and titles come on top of it, never out of it) and
+only the width follows the container; facet and concat charts size their cells themselves
+(``autosize: pad``) and are kept under ~950 px wide.  Every chart asks vega-embed for the SVG
+renderer (``usermeta.embedOptions.renderer``), which Streamlit passes through: crisp text, and a
+DOM the browser tests can measure (``tests/chart_geometry.py``).
+
+Data are embedded as inline values (sanitised exactly like Altair's default transformer), so a
+chart of more than 5,000 rows serialises without touching Altair's global data-transformer
+settings.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from .provenance import CLASS_COLORS, CLASSES_3, CLASSES_4, UNSCORED
 
-# Charts embed their data (the report must open offline); Altair's default 5,000-row guard
-# would refuse a β histogram of a few thousand responses.
-alt.data_transformers.disable_max_rows()
-
 ROLE_COLORS = {"teacher": "#009E73", "student": "#0072B2", "distilled": "#D55E00"}
 ROLE_LABELS = {"teacher": "p_T (teacher)", "student": "p_S (student)", "distilled": "p_D (distilled)"}
+ROLE_SHORT = {"teacher": "p_T", "student": "p_S", "distilled": "p_D"}
+
+# vega-embed options carried in the spec; Streamlit forwards ``renderer`` (svg | canvas | hybrid).
+EMBED_USERMETA = {"embedOptions": {"renderer": "svg"}}
+# Total width of a single/layered chart when exported (the app stretches it to its column).
+EXPORT_WIDTH = 640
+FACET_MAX_WIDTH = 950  # a facet/concat chart's whole width stays under this (a ~1000 px column)
+
+_INT_AXIS: dict[str, Any] = {"tickMinStep": 1, "format": "d"}  # the action index is discrete
+# The corpus charts (position, n_j, mean probability) stack on one page over a shared x domain:
+# legends on top and a fixed y-axis extent give them the same plot width, so positions line up.
+_STACKED_Y_AXIS: dict[str, Any] = {"minExtent": 40, "maxExtent": 40}
+_TOP_LEGEND: dict[str, Any] = {"orient": "top", "direction": "horizontal", "labelLimit": 200}
+
+
+def _data(frame: pd.DataFrame) -> alt.InlineData:
+    """The frame as inline values, sanitised like Altair's default transformer but without its
+    5,000-row guard (which is global state: changing it would change Altair for every importer)."""
+    return alt.InlineData(values=alt.to_values(frame)["values"])
+
+
+def _view(chart, width: int | None = None):
+    """Finish a single or layered chart: plot height as given, width fits the container."""
+    return chart.properties(width=width or EXPORT_WIDTH, usermeta=EMBED_USERMETA,
+                            autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+
+
+def _composite(chart):
+    """Finish a facet / concat chart: cells at their own size."""
+    return chart.properties(usermeta=EMBED_USERMETA, autosize=alt.AutoSizeParams(type="pad"))
+
+
+def _x_index(title: str = "action index", x_domain: Sequence[float] | None = None, **scale) -> alt.X:
+    """The action index on x: integer ticks, optionally a fixed domain shared between charts."""
+    if x_domain is not None:
+        scale = {"nice": False, "zero": False, **scale, "domain": [float(x_domain[0]), float(x_domain[1])]}
+    return alt.X("action_index:Q", title=title, axis=alt.Axis(**_INT_AXIS),
+                 scale=alt.Scale(**scale) if scale else alt.Undefined)
 
 
 def _class_scale(column: str) -> alt.Scale:
@@ -20,34 +72,44 @@ def _class_scale(column: str) -> alt.Scale:
     return alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes])
 
 
-def response_chart(actions: pd.DataFrame, column: str = "cls", height: int = 320) -> alt.Chart:
+def response_chart(actions: pd.DataFrame, column: str = "cls", height: int = 320) -> alt.LayerChart:
     """The paper's Figure 2 for one response: p_T, p_S, p_D against the action index, over
-    background bands coloured by class; tooltips on every point; drag to pan, wheel to zoom."""
+    background bands coloured by class; tooltips on every point (the bands: all three
+    probabilities and their differences); drag to pan, wheel to zoom."""
     roles = [r for r in ROLE_COLORS if f"p_{r}" in actions.columns]
     data = actions.sort_values("action_index").assign(
         x0=lambda d: d["action_index"] - 0.5, x1=lambda d: d["action_index"] + 0.5,
         snippet=lambda d: d["text"].str.strip().str.slice(0, 80),
     )
+    deltas = [(f"Δ_{ROLE_SHORT[a][2]}{ROLE_SHORT[b][2]}", a, b)
+              for a, b in [("teacher", "student"), ("teacher", "distilled"), ("student", "distilled")]
+              if a in roles and b in roles]
+    data = data.assign(**{name: data[f"p_{a}"] - data[f"p_{b}"] for name, a, b in deltas})
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
     x_scale = alt.Scale(domain=[-0.5, float(data["action_index"].max()) + 0.5], nice=False, zero=False)
-    bands = alt.Chart(data).mark_rect(opacity=0.25).encode(
-        x=alt.X("x0:Q", title="action index", scale=x_scale, axis=alt.Axis(tickMinStep=1)), x2="x1:Q",
+    band_cols = ["action_index", "x0", "x1", column, "snippet", *(f"p_{r}" for r in roles), *(d[0] for d in deltas)]
+    bands = alt.Chart(_data(data[band_cols])).mark_rect(opacity=0.25).encode(
+        x=alt.X("x0:Q", title="action index", scale=x_scale, axis=alt.Axis(**_INT_AXIS)), x2="x1:Q",
         color=alt.Color(f"{column}:N", scale=_class_scale(column), title="class"),
-        tooltip=["action_index:Q", alt.Tooltip(f"{column}:N", title="class"), "snippet:N"],
+        tooltip=[alt.Tooltip("action_index:Q", title="action", format="d"),
+                 *(alt.Tooltip(f"p_{r}:Q", title=ROLE_SHORT[r], format=".3f") for r in roles),
+                 *(alt.Tooltip(f"{name}:Q", title=name, format=".3f") for name, _, _ in deltas),
+                 alt.Tooltip(f"{column}:N", title="class"), alt.Tooltip("snippet:N", title="snippet")],
     )
     long = data.melt(
         id_vars=["action_index", column, "snippet"], value_vars=[f"p_{r}" for r in roles],
         var_name="role", value_name="p",
     ).assign(model=lambda d: d["role"].str.removeprefix("p_").map(ROLE_LABELS))
-    lines = alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=18, filled=True)).encode(
+    lines = alt.Chart(_data(long)).mark_line(point=alt.OverlayMarkDef(size=18, filled=True)).encode(
         x="action_index:Q",
         y=alt.Y("p:Q", title="action probability", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", scale=alt.Scale(
             domain=[ROLE_LABELS[r] for r in roles], range=[ROLE_COLORS[r] for r in roles]), title="model"),
-        tooltip=["action_index:Q", "model:N", alt.Tooltip("p:Q", format=".3f"),
-                 alt.Tooltip(f"{column}:N", title="class"), "snippet:N"],
+        tooltip=[alt.Tooltip("action_index:Q", title="action", format="d"), "model:N",
+                 alt.Tooltip("p:Q", format=".3f"), alt.Tooltip(f"{column}:N", title="class"), "snippet:N"],
     )
-    return (bands + lines).resolve_scale(color="independent").properties(height=height).add_params(zoom)
+    chart = (bands + lines).resolve_scale(color="independent").properties(height=height).add_params(zoom)
+    return _view(chart)
 
 
 def chart_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
@@ -62,79 +124,135 @@ def chart_svg(chart: alt.TopLevelMixin) -> str:
     return vlc.vegalite_to_svg(chart.to_json())
 
 
+_DASH = alt.Scale(domain=["correct", "incorrect"], range=[[1, 0], [6, 4]])
+
+
 def position_chart(curves: pd.DataFrame, marks: pd.DataFrame | None = None, column_classes=CLASSES_4,
-                   height: int = 340) -> alt.LayerChart:
+                   height: int = 340, x_domain: tuple[float, float] | None = None) -> alt.LayerChart:
     """The paper's Figure 3/4: per-position class shares, correct responses solid and incorrect
-    dashed, 95% Wilson bands, and rules where the mean cumulative token count crosses each mark."""
+    dashed, 95% Wilson bands, and rules where the mean cumulative token count crosses each mark.
+    ``x_domain``: a fixed action-index range (to line it up with the other corpus charts)."""
     data = curves[curves["answer"].isin(["correct", "incorrect"])]
-    classes = [c for c in (*column_classes, *CLASSES_3) if c in set(data["cls"])]
-    color = alt.Color("cls:N", title="class", scale=alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes]))
-    dash = alt.StrokeDash("answer:N", title="response", scale=alt.Scale(
-        domain=["correct", "incorrect"], range=[[1, 0], [6, 4]]))
+    classes = [c for c in dict.fromkeys((*column_classes, *CLASSES_3)) if c in set(data["cls"])]
+    scale = alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes])
+    dash = alt.StrokeDash("answer:N", title="response", scale=_DASH, legend=alt.Legend(**_TOP_LEGEND))
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
-    base = alt.Chart(data).encode(x=alt.X("action_index:Q", title="action index"), color=color)
-    band = base.mark_area(opacity=0.12).encode(y="lo:Q", y2="hi:Q", detail="answer:N")
+    x = _x_index(x_domain=x_domain)
+    base = alt.Chart(_data(data)).encode(x=x)
+    # the pale band must not drive the legend: the line layer owns it (solid swatches)
+    band = base.mark_area(opacity=0.12).encode(
+        y="lo:Q", y2="hi:Q", detail="answer:N", color=alt.Color("cls:N", scale=scale, legend=None))
     line = base.mark_line().encode(
-        y=alt.Y("share:Q", title="share of responses", scale=alt.Scale(domain=[0, 1])), strokeDash=dash,
-        tooltip=["action_index:Q", "cls:N", "answer:N", alt.Tooltip("share:Q", format=".3f"), "k:Q", "n:Q",
-                 alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
+        y=alt.Y("share:Q", title="share of responses", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(**_STACKED_Y_AXIS)), strokeDash=dash,
+        color=alt.Color("cls:N", title="class", scale=scale, legend=alt.Legend(**_TOP_LEGEND)),
+        tooltip=[alt.Tooltip("action_index:Q", format="d"), "cls:N", "answer:N", alt.Tooltip("share:Q", format=".3f"),
+                 "k:Q", "n:Q", alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
     )
     layers = [band, line]
     if marks is not None and len(marks):
-        rules = alt.Chart(marks).mark_rule(color="#555", strokeDash=[2, 2]).encode(x="action_index:Q")
-        text = alt.Chart(marks.assign(label=lambda d: (d["tokens"] // 1000).astype(str) + "k")).mark_text(
-            dy=-6, color="#555", baseline="bottom").encode(x="action_index:Q", y=alt.value(0), text="label:N")
+        rules = alt.Chart(_data(marks)).mark_rule(color="#555", strokeDash=[2, 2]).encode(x=x)
+        labels = marks.assign(label=lambda d: (d["tokens"] // 1000).astype(str) + "k")
+        text = alt.Chart(_data(labels)).mark_text(dy=-6, color="#555", baseline="bottom").encode(
+            x=x, y=alt.value(0), text="label:N")
         layers += [rules, text]
-    return alt.layer(*layers).properties(height=height).add_params(zoom)
+    # independent legends over the shared colour scale: the band's (None) cannot erase the line's
+    chart = alt.layer(*layers).resolve_legend(color="independent").properties(height=height).add_params(zoom)
+    return _view(chart)
 
 
-def counts_chart(curves: pd.DataFrame, height: int = 120) -> alt.Chart:
+def counts_chart(curves: pd.DataFrame, height: int = 160, x_domain: tuple[float, float] | None = None) -> alt.Chart:
     """n_j: how many responses have a scored j-th action (correct vs incorrect)."""
-    n = curves.drop_duplicates(["answer", "action_index"])
-    return alt.Chart(n).mark_line(interpolate="step-after").encode(
-        x=alt.X("action_index:Q", title="action index"), y=alt.Y("n:Q", title="n_j"),
-        strokeDash=alt.StrokeDash("answer:N", scale=alt.Scale(domain=["correct", "incorrect"], range=[[1, 0], [6, 4]])),
-        tooltip=["action_index:Q", "answer:N", "n:Q"],
-    ).properties(height=height)
+    n = curves.drop_duplicates(["answer", "action_index"])[["answer", "action_index", "n"]]
+    return _view(alt.Chart(_data(n)).mark_line(interpolate="step-after").encode(
+        x=_x_index(x_domain=x_domain), y=alt.Y("n:Q", title="n_j", axis=alt.Axis(**_STACKED_Y_AXIS)),
+        strokeDash=alt.StrokeDash("answer:N", title="response", scale=_DASH, legend=alt.Legend(**_TOP_LEGEND)),
+        tooltip=[alt.Tooltip("action_index:Q", format="d"), "answer:N", "n:Q"],
+    ).properties(height=height))
 
 
-def mean_probability_chart(means: pd.DataFrame, height: int = 240) -> alt.Chart:
+def mean_probability_chart(means: pd.DataFrame, height: int = 240,
+                           x_domain: tuple[float, float] | None = None) -> alt.Chart:
     roles = [r for r in ROLE_COLORS if r in set(means["role"])]
-    return alt.Chart(means.assign(model=lambda d: d["role"].map(ROLE_LABELS))).mark_line().encode(
-        x=alt.X("action_index:Q", title="action index"),
-        y=alt.Y("p:Q", title="mean action probability", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("model:N", scale=alt.Scale(domain=[ROLE_LABELS[r] for r in roles],
-                                                   range=[ROLE_COLORS[r] for r in roles])),
-        tooltip=["action_index:Q", "model:N", alt.Tooltip("p:Q", format=".3f"), "n:Q"],
-    ).properties(height=height)
+    return _view(alt.Chart(_data(means.assign(model=lambda d: d["role"].map(ROLE_LABELS)))).mark_line().encode(
+        x=_x_index(x_domain=x_domain),
+        y=alt.Y("p:Q", title="mean action probability", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(**_STACKED_Y_AXIS)),
+        color=alt.Color("model:N", title="model", legend=alt.Legend(**_TOP_LEGEND), scale=alt.Scale(
+            domain=[ROLE_LABELS[r] for r in roles], range=[ROLE_COLORS[r] for r in roles])),
+        tooltip=[alt.Tooltip("action_index:Q", format="d"), "model:N", alt.Tooltip("p:Q", format=".3f"), "n:Q"],
+    ).properties(height=height))
 
 
-def beta_histograms(props_by_beta: pd.DataFrame, suggested: float | None = None, bins: int = 10) -> alt.FacetChart:
-    """Appendix A.2: per β, histograms of per-response class proportions, side by side."""
-    classes = [c for c in CLASSES_4 + CLASSES_3 if c in set(props_by_beta["cls"])]
-    data = props_by_beta.assign(title=lambda d: d["beta"].map(
-        lambda b: f"β = {b:.2f}" + (" (suggested)" if suggested is not None and abs(b - suggested) < 1e-9 else "")))
-    return alt.Chart(data).mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=alt.X("proportion:Q", bin=alt.Bin(extent=[0, 1], step=1 / bins), title="share of a response's actions"),
-        y=alt.Y("count():Q", stack=None, title="responses"),
-        color=alt.Color("cls:N", scale=alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes])),
-        tooltip=["cls:N", "count():Q"],
-    ).properties(width=220, height=180).facet(column=alt.Column("title:N", title=None))
+def beta_cell_width(n_betas: int, max_width: int = FACET_MAX_WIDTH) -> int:
+    """Per-cell width of :func:`beta_histograms` so the whole grid stays within ``max_width``
+    (about 180 px for up to four β, narrower for more)."""
+    return int(max(60, min(180, (max_width - 150) // max(n_betas, 1) - 20)))
+
+
+def beta_histograms(props_by_beta: pd.DataFrame, suggested: float | None = None, bins: int = 10,
+                    width: int | None = None, height: int | None = None) -> alt.FacetChart:
+    """Appendix A.2: histograms of per-response class proportions, one cell per class (rows) and
+    β (columns), so no bars overlap.  ``width``/``height``: one cell's plot (defaults:
+    :func:`beta_cell_width`; 70 px, taller when there are fewer than three classes).  Counted here on ``bins`` equal bins of [0, 1] (1.0 in the last, as
+    :func:`rdpt_core.stats.histogram`), so the chart holds a few rows however many responses."""
+    classes = [c for c in dict.fromkeys(CLASSES_4 + CLASSES_3) if c in set(props_by_beta["cls"])]
+    betas = sorted(set(props_by_beta["beta"]))
+
+    def title(b: float) -> str:
+        return f"β = {b:.2f}" + (" (suggested)" if suggested is not None and abs(b - suggested) < 1e-9 else "")
+
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    groups = props_by_beta.groupby(["beta", "cls"])["proportion"]
+    rows = []
+    for beta in betas:
+        for cls in classes:
+            values = groups.get_group((beta, cls)).to_numpy(float) if (beta, cls) in groups.groups else []
+            counts, _ = np.histogram(values, bins=bins, range=(0.0, 1.0))
+            rows += [{"beta": float(beta), "title": title(beta), "cls": cls, "bin_start": float(a),
+                      "bin_end": float(b), "range": f"{a:.0%}–{b:.0%}", "count": int(c)}
+                     for a, b, c in zip(edges[:-1], edges[1:], counts)]
+    data = pd.DataFrame(rows, columns=["beta", "title", "cls", "bin_start", "bin_end", "range", "count"])
+    cell = width or beta_cell_width(len(betas))
+    height = height or max(70, -(-200 // max(len(classes), 1)))
+    # pre-counted, so Vega-Lite runs no aggregate: its facet sort-index fields survive (an
+    # aggregate drops them, and the cells then land under the wrong row/column headers)
+    chart = alt.Chart(_data(data)).mark_bar().encode(
+        x=alt.X("bin_start:Q", bin="binned", title="share of a response's actions" if cell >= 180 else "share of actions",
+                scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", labelOverlap=True, titleLimit=cell)),
+        x2="bin_end:Q",
+        y=alt.Y("count:Q", title="responses", axis=alt.Axis(tickMinStep=1, format="d")),
+        color=alt.Color("cls:N", scale=alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes]),
+                        legend=None),  # the row headers name the classes
+        tooltip=[alt.Tooltip("cls:N", title="class"), alt.Tooltip("title:N", title="β"),
+                 alt.Tooltip("range:N", title="share of actions"), alt.Tooltip("count:Q", title="responses")],
+    ).properties(width=cell, height=height).facet(
+        row=alt.Row("cls:N", sort=classes, title=None,
+                    header=alt.Header(labelAngle=0, labelAlign="left", labelFontWeight="bold")),
+        column=alt.Column("title:N", sort=[title(b) for b in betas], title=None, header=alt.Header(
+            labelLimit=cell + 10,
+            # narrow cells: "(suggested)" on a second line rather than cut off
+            labelExpr=alt.Undefined if cell >= 150 else
+            "indexof(datum.value, ' (') > 0 ? [slice(datum.value, 0, indexof(datum.value, ' (')),"
+            " slice(datum.value, indexof(datum.value, ' (') + 1)] : datum.value")),
+        spacing={"row": 8, "column": 12},
+    )
+    return _composite(chart)
 
 
 BEHAVIOUR_COLORS = {"execution": "#999999", "reflection": "#CC79A7", "transition": "#0072B2"}
 
 
-def behaviour_chart(mix: pd.DataFrame, height: int = 160) -> alt.Chart:
+def behaviour_chart(mix: pd.DataFrame, height: int = 180) -> alt.Chart:
     """The paper's Figure 9: the behaviour mix (execution / reflection / transition) per class."""
     long = (mix.drop(columns="n").reset_index().rename(columns={mix.index.name or "index": "cls"})
             .melt(id_vars="cls", var_name="behaviour", value_name="share"))
-    return alt.Chart(long).mark_bar().encode(
+    return _view(alt.Chart(_data(long)).mark_bar().encode(
         y=alt.Y("cls:N", title="class"),
         x=alt.X("share:Q", stack="normalize", title="share of the class's actions", axis=alt.Axis(format="%")),
         color=alt.Color("behaviour:N", scale=alt.Scale(domain=list(BEHAVIOUR_COLORS), range=list(BEHAVIOUR_COLORS.values()))),
         tooltip=["cls:N", "behaviour:N", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=height)
+    ).properties(height=height))
 
 
 SOURCE_PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999"]
@@ -143,44 +261,55 @@ SOURCE_PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E0
 def _source_color(sources) -> alt.Color:
     domain = list(dict.fromkeys(sources))
     palette = [SOURCE_PALETTE[i % len(SOURCE_PALETTE)] for i in range(len(domain))]
+    # on the right: under the app's fit-to-width sizing a legend there takes width, never plot height
     return alt.Color("source:N", title="source", scale=alt.Scale(domain=domain, range=palette),
-                     legend=alt.Legend(labelLimit=320, orient="bottom", columns=1))
+                     legend=alt.Legend(orient="right", labelLimit=260))
 
 
-_LONG_LABELS = alt.Axis(labelAngle=-35, labelLimit=220)  # strategy names, whole
+def selection_chart(picks: pd.DataFrame, height: int = 220, width: int = 330) -> alt.HConcatChart:
+    """Per strategy (rows, every name readable), the distribution of the picked responses'
+    lengths and Teacher shares, as horizontal box plots side by side."""
+    order = list(dict.fromkeys(picks["strategy"]))
+    base = alt.Chart(_data(picks[["strategy", "n_tokens", "teacher_share"]])).mark_boxplot(
+        extent="min-max", size=max(8, min(22, int(height / max(len(order), 1) * 0.6))))
+    y = alt.Y("strategy:N", title=None, sort=order, axis=alt.Axis(labelLimit=240, labelOverlap=False))
+    length = base.encode(y=y, x=alt.X("n_tokens:Q", title="picked length (student tokens)"))
+    share = base.encode(
+        y=alt.Y("strategy:N", title=None, sort=order, axis=alt.Axis(labels=False, ticks=False, domain=False)),
+        x=alt.X("teacher_share:Q", title="picked Teacher share", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%")))
+    return _composite(alt.hconcat(length.properties(height=height, width=width),
+                                  share.properties(height=height, width=width), spacing=16))
 
 
-def selection_chart(picks: pd.DataFrame, height: int = 220) -> alt.HConcatChart:
-    """Per strategy, the distribution of the picked responses' lengths and Teacher shares."""
-    base = alt.Chart(picks).mark_boxplot(extent="min-max", size=22).encode(
-        x=alt.X("strategy:N", title=None, sort=list(dict.fromkeys(picks["strategy"])), axis=_LONG_LABELS))
-    length = base.encode(y=alt.Y("n_tokens:Q", title="picked length (student tokens)"))
-    share = base.encode(y=alt.Y("teacher_share:Q", title="picked Teacher share", scale=alt.Scale(domain=[0, 1])))
-    return alt.hconcat(length.properties(height=height, width=300), share.properties(height=height, width=300))
-
-
-def agreement_chart(matrix: pd.DataFrame, size: int = 260) -> alt.LayerChart:
-    """Share of questions on which two strategies pick the same response."""
+def agreement_chart(matrix: pd.DataFrame, size: int | None = None, step: int = 40) -> alt.LayerChart:
+    """Share of questions on which two strategies pick the same response.  Cells are sized by
+    step (``step`` px a row; columns share the container's width in the app); ``size``, if
+    given, is the old overall side length and sets the step to ``size / len(matrix)``."""
     order = list(matrix.index)
+    if size is not None:
+        step = max(28, size // max(len(order), 1))
     long = matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="agree")
-    base = alt.Chart(long).encode(x=alt.X("b:N", sort=order, title=None, axis=_LONG_LABELS),
-                                  y=alt.Y("a:N", sort=order, title=None, axis=alt.Axis(labelLimit=220)))
+    base = alt.Chart(_data(long)).encode(
+        x=alt.X("b:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=240, labelOverlap=False)),
+        y=alt.Y("a:N", sort=order, title=None, axis=alt.Axis(labelLimit=240, labelOverlap=False)))
     cells = base.mark_rect().encode(color=alt.Color("agree:Q", scale=alt.Scale(domain=[0, 1], scheme="blues"),
                                                     title="agreement"),
                                     tooltip=["a:N", "b:N", alt.Tooltip("agree:Q", format=".2f")])
-    text = base.mark_text(fontSize=11).encode(
+    text = base.mark_text(fontSize=12).encode(
         text=alt.Text("agree:Q", format=".2f"),
         color=alt.condition(alt.datum.agree > 0.6, alt.value("white"), alt.value("black")))
-    return (cells + text).properties(width=size, height=size)
+    chart = (cells + text).properties(height=alt.Step(step))
+    return _view(chart, width=max(EXPORT_WIDTH // 2, 240 + int(step * 1.6) * len(order)))
 
 
-def length_histogram_chart(hist: pd.DataFrame, height: int = 220) -> alt.Chart:
+def length_histogram_chart(hist: pd.DataFrame, height: int = 240) -> alt.Chart:
     """Token-length histograms per source on shared bins ("length diversity")."""
-    return alt.Chart(hist).mark_bar(opacity=0.55, binSpacing=0).encode(
+    return _view(alt.Chart(_data(hist)).mark_bar(opacity=0.55, binSpacing=0).encode(
         x=alt.X("bin_start:Q", title="response length (reference tokens)", bin="binned"), x2="bin_end:Q",
         y=alt.Y("count:Q", stack=None, title="responses"), color=_source_color(hist["source"]),
         tooltip=["source:N", "bin_start:Q", "bin_end:Q", "count:Q"],
-    ).properties(height=height)
+    ).properties(height=height))
 
 
 def length_difficulty_chart(points: pd.DataFrame, height: int = 260) -> alt.LayerChart:
@@ -188,8 +317,9 @@ def length_difficulty_chart(points: pd.DataFrame, height: int = 260) -> alt.Laye
     means at each solve rate (adaptive length: longer on harder questions = falling lines)."""
     color = _source_color(points["source"])
     x = alt.X("solve_rate:Q", title="question solve rate (share of sources correct)", scale=alt.Scale(domain=[0, 1]))
-    dots = alt.Chart(points).mark_circle(size=36, opacity=0.5).encode(
+    data = _data(points)
+    dots = alt.Chart(data).mark_circle(size=36, opacity=0.5).encode(
         x=x, y=alt.Y("mean_length:Q", title="response length (reference tokens)"), color=color,
         tooltip=["source:N", "question_id:N", alt.Tooltip("solve_rate:Q", format=".2f"), "mean_length:Q"])
-    means = alt.Chart(points).mark_line(point=True).encode(x=x, y="mean(mean_length):Q", color=color)
-    return (dots + means).properties(height=height)
+    means = alt.Chart(data).mark_line(point=True).encode(x=x, y="mean(mean_length):Q", color=color)
+    return _view((dots + means).properties(height=height))

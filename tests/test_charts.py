@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from rdpt_core.charts import chart_png, chart_svg, response_chart
 from rdpt_core.provenance import classify_table
@@ -37,3 +38,227 @@ def test_behaviour_chart_stacks_the_mix_per_class():
     rows = next(iter(spec["datasets"].values()))
     assert {(r["cls"], r["behaviour"]) for r in rows if r["share"] > 0} == {
         ("Teacher", "execution"), ("Shared", "reflection"), ("Student", "transition"), ("Boosted", "execution")}
+
+
+# ---- sizing, legends and ticks for the app (see rdpt_core.charts' docstring; measured in a
+# browser with tests/chart_geometry.py) --------------------------------------------------------
+
+STRATEGY_NAMES = ["max_teacher_count", "longest", "max_teacher_proportion", "min_teacher_count", "random", "grape"]
+
+
+def corpus(n_responses=40, n_actions=8, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = [{"record_id": f"r{r}", "question_id": f"q{r % 5}", "action_index": j, "text": f" step {j}.",
+             "kind": "sentence", "correct": r % 3 != 0, "cum_tokens": 600 * (j + 1),
+             "p_teacher": rng.uniform(), "p_student": rng.uniform(), "p_distilled": rng.uniform()}
+            for r in range(n_responses) for j in range(rng.integers(3, n_actions + 1))]
+    return classify_table(pd.DataFrame(rows), 0.1, 0.1)
+
+
+def encodings(spec):
+    """Every (mark, encoding) of a spec, through layers, concats and facets."""
+    if "encoding" in spec or "mark" in spec:
+        yield spec.get("mark"), spec.get("encoding", {})
+    for key in ("layer", "hconcat", "vconcat", "concat"):
+        for child in spec.get(key, []):
+            yield from encodings(child)
+    if isinstance(spec.get("spec"), dict):
+        yield from encodings(spec["spec"])
+
+
+def mark_type(mark):
+    return mark["type"] if isinstance(mark, dict) else mark
+
+
+def action_axes(spec):
+    return [enc["x"] for _, enc in encodings(spec) if enc.get("x", {}).get("field") in ("action_index", "x0")
+            and "axis" in enc["x"]]
+
+
+def test_every_chart_asks_for_svg_and_sizes_for_the_apps_width_rule():
+    import altair as alt
+
+    from rdpt_core import charts as c
+    from rdpt_core import stats
+    from rdpt_core.behaviours import behaviour_mix
+
+    table = corpus()
+    curves = stats.position_curves(table, "cls", 1)
+    picks = pd.DataFrame({"strategy": STRATEGY_NAMES * 3, "question_id": "q", "n_tokens": range(18),
+                          "teacher_share": 0.5})
+    matrix = pd.DataFrame(0.5, index=STRATEGY_NAMES, columns=STRATEGY_NAMES)
+    hist = pd.DataFrame({"source": ["a", "b"], "bin_start": [0.0, 0.0], "bin_end": [10.0, 10.0], "count": [1, 2]})
+    points = pd.DataFrame({"source": ["a", "b"], "question_id": ["1", "1"], "mean_length": [5.0, 6.0],
+                           "solve_rate": [0.5, 0.5]})
+    single = [c.response_chart(table[table.record_id == "r1"]), c.position_chart(curves), c.counts_chart(curves),
+              c.mean_probability_chart(stats.mean_probability_curves(table, 1)),
+              c.behaviour_chart(behaviour_mix(table)),
+              c.agreement_chart(matrix), c.length_histogram_chart(hist), c.length_difficulty_chart(points)]
+    composite = [c.beta_histograms(stats.proportions_by_beta(table, 0.1, [0.05, 0.1])), c.selection_chart(picks)]
+    for chart in single + composite:
+        spec = chart.to_dict()
+        assert spec["usermeta"] == {"embedOptions": {"renderer": "svg"}}
+        is_composite = isinstance(chart, (alt.FacetChart, alt.HConcatChart, alt.VConcatChart, alt.ConcatChart))
+        assert spec["autosize"]["type"] == ("pad" if is_composite else "fit-x")
+        if not is_composite:  # fit-x: "height" is the plot's own height
+            height = spec["height"]["step"] * len(STRATEGY_NAMES) if isinstance(spec["height"], dict) else spec["height"]
+            assert height >= 160
+        for _, enc in encodings(spec):
+            legend = enc.get("color", {}).get("legend") or {}
+            assert legend.get("orient") != "bottom"
+
+
+def test_corpus_charts_use_integer_ticks_and_a_shared_x_domain():
+    from rdpt_core import stats
+    from rdpt_core.charts import counts_chart, mean_probability_chart, position_chart, response_chart
+
+    table = corpus()
+    curves, means = stats.position_curves(table, "cls", 1), stats.mean_probability_curves(table, 1)
+    domain = (0, 9)
+    specs = [position_chart(curves, stats.token_marks(table, 1000), x_domain=domain).to_dict(),
+             counts_chart(curves, x_domain=domain).to_dict(), mean_probability_chart(means, x_domain=domain).to_dict()]
+    for spec in specs:
+        xs = action_axes(spec)
+        assert xs and all(x["axis"]["format"] == "d" and x["axis"]["tickMinStep"] == 1 for x in xs)
+        assert all(x["scale"]["domain"] == [0.0, 9.0] for _, enc in encodings(spec)
+                   for x in [enc.get("x")] if x and x.get("field") == "action_index")
+    default = counts_chart(curves).to_dict()  # default: the data's own range, as before
+    assert "scale" not in default["encoding"]["x"] and default["height"] >= 160
+    (x,) = action_axes(response_chart(table[table.record_id == "r1"]).to_dict())
+    assert x["axis"]["format"] == "d" and x["axis"]["tickMinStep"] == 1
+
+
+def test_position_chart_legend_comes_from_the_lines_not_the_pale_bands():
+    from rdpt_core import stats
+    from rdpt_core.charts import position_chart
+
+    spec = position_chart(stats.position_curves(corpus(), "cls", 1)).to_dict()
+    band, line = spec["layer"][:2]
+    assert mark_type(band["mark"]) == "area" and band["encoding"]["color"]["legend"] is None
+    assert mark_type(line["mark"]) == "line" and line["encoding"]["color"]["legend"]["orient"] == "top"
+    assert line["encoding"]["color"]["scale"]["domain"] == ["Shared", "Teacher", "Student", "Boosted"]
+    assert spec["resolve"]["legend"]["color"] == "independent"  # else the band's None hides the merged legend
+
+
+def test_response_band_tooltip_shows_probabilities_deltas_class_and_snippet():
+    spec = response_chart(sample()).to_dict()
+    tips = {t.get("title", t["field"]): t for t in spec["layer"][0]["encoding"]["tooltip"]}
+    for name in ("p_T", "p_S", "p_D", "Δ_TS", "Δ_TD", "Δ_SD"):
+        assert tips[name]["format"] == ".3f"
+    assert {"class", "snippet"} <= set(tips)
+    bands = next(d for d in spec["datasets"].values() if "x0" in d[0])
+    assert bands[0]["Δ_TS"] == 0.9 - 0.1 and bands[2]["Δ_SD"] == 0.9 - 0.5
+    # without a distilled model: only Δ_TS
+    two = response_chart(sample().drop(columns=["p_distilled", "cls"]), column="cls3").to_dict()
+    titles = {t.get("title") for t in two["layer"][0]["encoding"]["tooltip"]}
+    assert "Δ_TS" in titles and "Δ_TD" not in titles and "p_D" not in titles
+
+
+def test_selection_chart_names_every_strategy_on_the_box_plot_axis():
+    from rdpt_core.charts import selection_chart
+
+    picks = pd.DataFrame({"strategy": STRATEGY_NAMES * 4, "question_id": "q", "n_tokens": range(24),
+                          "teacher_share": 0.25})
+    spec = selection_chart(picks).to_dict()
+    left, right = spec["hconcat"]
+    for panel in (left, right):
+        assert mark_type(panel["mark"]) == "boxplot"
+        y = panel["encoding"]["y"]
+        assert y["field"] == "strategy" and y["type"] == "nominal" and y["sort"] == STRATEGY_NAMES
+        assert panel["encoding"]["x"]["type"] == "quantitative"  # horizontal boxes
+    assert left["encoding"]["y"]["axis"]["labelOverlap"] is False and left["encoding"]["y"]["axis"]["labelLimit"] >= 200
+    assert sum(panel["width"] for panel in spec["hconcat"]) + 260 <= 950
+
+
+def test_agreement_chart_sizes_cells_by_step_and_keeps_every_label():
+    from rdpt_core.charts import agreement_chart
+
+    matrix = pd.DataFrame(0.5, index=STRATEGY_NAMES, columns=STRATEGY_NAMES)
+    spec = agreement_chart(matrix).to_dict()
+    assert spec["height"] == {"step": 40}
+    cells, text = spec["layer"]
+    assert text["encoding"]["text"]["format"] == ".2f"
+    for channel in ("x", "y"):
+        enc = cells["encoding"][channel]
+        assert enc["sort"] == STRATEGY_NAMES and enc["axis"]["labelOverlap"] is False
+    assert agreement_chart(matrix, size=300).to_dict()["height"] == {"step": 50}  # old "size": overall side
+
+
+def test_beta_histograms_facet_class_rows_by_beta_columns_within_the_page():
+    from rdpt_core.charts import beta_cell_width, beta_histograms
+    from rdpt_core.stats import histogram
+
+    props = pd.DataFrame({"record_id": [f"r{i}" for i in range(30)] * 2, "cls": ["Teacher", "Student"] * 30,
+                          "proportion": [i / 29 for i in range(30)] * 2, "beta": 0.1})
+    props = pd.concat([props, props.assign(beta=0.2)], ignore_index=True)
+    spec = beta_histograms(props, suggested=0.2, bins=5).to_dict()
+    assert spec["facet"]["row"]["field"] == "cls" and spec["facet"]["row"]["sort"] == ["Teacher", "Student"]
+    assert spec["facet"]["column"]["sort"] == ["β = 0.10", "β = 0.20 (suggested)"]
+    inner = spec["spec"]
+    assert inner["encoding"]["color"]["legend"] is None and "opacity" not in inner["mark"]
+    rows = next(iter(spec["datasets"].values()))
+    assert len(rows) == 2 * 2 * 5  # pre-counted: (β, class, bin)
+    teacher = [r["count"] for r in rows if r["cls"] == "Teacher" and r["beta"] == 0.1]
+    values = props[(props.cls == "Teacher") & (props.beta == 0.1)]["proportion"]
+    assert teacher == list((histogram(values, 5) * len(values)).round().astype(int))
+    # the whole grid fits a ~950 px column: 4 β at the full cell width, narrower cells for more
+    for n in (1, 4, 6, 10):
+        assert 150 + n * (beta_cell_width(n) + 20) <= 950 or beta_cell_width(n) == 60
+    assert beta_cell_width(4) >= 150 and beta_cell_width(8) < beta_cell_width(4)
+    # the rows together stay >= 150 px high however few classes there are
+    for n_classes in (1, 2, 3, 4):
+        one = props.assign(cls=["Teacher", "Student", "Boosted", "Shared"][:n_classes] * (len(props) // n_classes)
+                           + ["Teacher"] * (len(props) % n_classes))
+        facet = beta_histograms(one).to_dict()
+        assert len(facet["facet"]["row"]["sort"]) * facet["spec"]["height"] >= 150 + 50 * (n_classes == 1)
+
+
+def test_source_legends_sit_at_the_side_and_leave_the_plot_its_height():
+    from rdpt_core.charts import length_difficulty_chart, length_histogram_chart
+
+    hist = pd.DataFrame({"source": ["a" * 40, "b"], "bin_start": [0.0, 0.0], "bin_end": [10.0, 10.0], "count": [1, 2]})
+    points = pd.DataFrame({"source": ["a", "b"], "question_id": ["1", "1"], "mean_length": [5.0, 6.0],
+                           "solve_rate": [0.5, 0.5]})
+    for chart in (length_histogram_chart(hist), length_difficulty_chart(points)):
+        spec = chart.to_dict()
+        assert spec["height"] >= 220 and spec["autosize"]["type"] == "fit-x"
+        for _, enc in encodings(spec):
+            assert enc["color"]["legend"]["orient"] == "right" and enc["color"]["legend"]["labelLimit"] <= 300
+
+
+def test_importing_charts_leaves_altairs_data_transformers_alone():
+    import subprocess
+    import sys
+
+    code = ("import altair as alt; before = (alt.data_transformers.active, dict(alt.data_transformers.options)); "
+            "import rdpt_core.charts; "
+            "assert (alt.data_transformers.active, dict(alt.data_transformers.options)) == before, before")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_large_charts_serialise_without_touching_the_global_row_guard():
+    import altair as alt
+    import numpy as np
+
+    from rdpt_core.charts import beta_histograms, counts_chart
+
+    before = (alt.data_transformers.active, dict(alt.data_transformers.options))
+    rng = np.random.default_rng(1)
+    props = pd.DataFrame({"record_id": [f"r{i}" for i in range(1500)] * 4,
+                          "cls": np.repeat(["Shared", "Teacher", "Student", "Boosted"], 1500),
+                          "proportion": rng.uniform(size=6000), "beta": 0.1})
+    assert len(props) == 6000
+    chart = beta_histograms(props, 0.1)
+    assert sum(r["count"] for r in next(iter(chart.to_dict()["datasets"].values()))) == 6000
+    assert chart_svg(chart).lstrip().startswith("<svg")
+    # a chart that embeds > 5,000 rows as they are
+    curves = pd.DataFrame({"answer": ["correct", "incorrect"] * 3000, "action_index": np.repeat(range(3000), 2),
+                           "n": 10})
+    big = counts_chart(curves)
+    assert len(next(iter(big.to_dict()["datasets"].values()))) == 6000
+    assert chart_svg(big).lstrip().startswith("<svg")
+    assert (alt.data_transformers.active, dict(alt.data_transformers.options)) == before
+    with pytest.raises(alt.MaxRowsError):  # the guard itself still stands for everyone else
+        alt.Chart(pd.DataFrame({"x": range(6000)})).mark_point().encode(x="x:Q").to_dict()
