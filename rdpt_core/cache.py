@@ -64,7 +64,9 @@ class TokenCache:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez(buf, **scores.to_arrays())
+        # Numeric arrays only (np.load reads them back with allow_pickle=False); passing it by
+        # name also keeps the ** unpacking from being matched against that bool parameter.
+        np.savez(buf, allow_pickle=False, **scores.to_arrays())
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:

@@ -129,7 +129,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses save_pretrained on a GGUF-loaded model until these are cleared.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # set per instance by from_pretrained, undeclared on the class
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))

@@ -243,7 +243,7 @@ def _skythought(row: dict[str, Any], line: int, source: str | None
     if scores is not None and not isinstance(scores, list):
         raise _Bad("score", f"expected a list of true/false, got {_show(scores)}")
     scores = scores or []
-    base = {key: row[key] for key in ("gt", "level") if key in row}
+    base: dict[str, Any] = {key: row[key] for key in ("gt", "level") if key in row}
     records: list[tuple[Record, int | None]] = []
     bad: list[_Bad] = []
     for k, response in enumerate(code):

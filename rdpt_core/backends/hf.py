@@ -18,6 +18,7 @@ import gc
 import logging
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,9 @@ class HFBackend(ScoringBackend):
         self.dtype = resolve_dtype(spec.dtype, self.device)
         self._fingerprint = fingerprint(spec, self.dtype)
         self._adds_bos = self._tokenizer_adds_bos()
-        self._model = None
+        # A transformers PreTrainedModel, or a PeftModel wrapping one (which forwards attributes
+        # to it at run time): no static type covers both, so Any.
+        self._model: Any = None
         self._log_probs_fn: Callable | None = None
 
     # ---- tokenizer side (cheap) -------------------------------------------------------------
@@ -110,9 +113,11 @@ class HFBackend(ScoringBackend):
         if mode == "chat" and not has_chat:
             raise ValueError(f"{self.spec.label}: template 'chat' asked for, but it has no chat template")
         if mode == "chat" or (mode == "auto" and has_chat):
-            return self.tokenizer.apply_chat_template(
+            text = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
             )
+            assert isinstance(text, str)  # tokenize=False: the rendered string
+            return text
         # str.replace, not str.format: prompts are full of braces (LaTeX, code).
         return self.spec.raw_template.replace("{prompt}", prompt)
 
@@ -156,7 +161,7 @@ class HFBackend(ScoringBackend):
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype
             )
-        model = AutoModelForCausalLM.from_pretrained(self.spec.path, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(self.spec.path, **kwargs)
         if self.spec.adapter:
             from peft import PeftModel
 
@@ -251,6 +256,8 @@ class HFBackend(ScoringBackend):
         import torch
 
         self.load()
+        log_probs_fn = self._log_probs_fn
+        assert log_probs_fn is not None  # set by load()
         n = len(ids)
         logp = np.full(n, np.nan)
         truncated = np.zeros(n, dtype=bool)
@@ -261,7 +268,7 @@ class HFBackend(ScoringBackend):
             while pos < n:
                 start = 0 if pos < window else pos - left
                 stop = min(start + window, n)
-                window_logp = self._log_probs_fn(all_ids[:, start:stop]).numpy()
+                window_logp = log_probs_fn(all_ids[:, start:stop]).numpy()
                 logp[pos:stop] = window_logp[pos - start - 1 :]
                 truncated[pos:stop] = start > 0
                 pos = stop
@@ -334,6 +341,7 @@ class HFBackend(ScoringBackend):
 
     def _finish(self, new_ids: list[int], stop_re: re.Pattern[str] | None) -> str:
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        assert isinstance(text, str)  # one sequence of ids decodes to one string
         match = stop_re.search(text) if stop_re else None
         return text[: match.end()] if match else text
 
@@ -345,10 +353,11 @@ class HFBackend(ScoringBackend):
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         tokenizer = self.tokenizer
+        pattern = stop_re  # narrowed to a Pattern here; the closure below does not see the narrowing
 
         class _StopOnRegex(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
                 texts = tokenizer.batch_decode(input_ids[:, prompt_width:], skip_special_tokens=True)
-                return torch.tensor([bool(stop_re.search(t)) for t in texts], device=input_ids.device)
+                return torch.tensor([bool(pattern.search(t)) for t in texts], device=input_ids.device)
 
         return StoppingCriteriaList([_StopOnRegex()])

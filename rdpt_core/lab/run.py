@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..backends import create_backend
 from ..backends.base import SamplingSettings
+from ..backends.hf import HFBackend
 from ..cache import TokenCache
 from ..models import PROJECT_ROOT, ModelSpec, resolve_spec
 from ..records import Record, write_records_jsonl
@@ -88,7 +89,7 @@ class Stages:
         self.manifest: dict = {
             "seed": config.seed, "config": {**asdict(config), "lora": config.lora.to_dict()},
             "teacher": TEACHER, "student": STUDENT, "distilled": "gemma3-270m + demo/lab/adapter",
-            "stop_regex": STOP_REGEX, "answer_rule": P.extract_answer.__doc__.strip(),
+            "stop_regex": STOP_REGEX, "answer_rule": (P.extract_answer.__doc__ or "").strip(),
             "instruction": P.INSTRUCTION, "versions": _versions(), "stage_seconds": {},
         }
 
@@ -210,7 +211,10 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     def sft_stage() -> dict:
         adapter = out / "adapter"
         shutil.rmtree(adapter, ignore_errors=True)
-        return train_lora(create_backend(specs["student"]), sft_pairs, config.lora, adapter)
+        student = create_backend(specs["student"])
+        if not isinstance(student, HFBackend):
+            raise TypeError(f"LoRA training needs the 'hf' backend, got {type(student).__name__}")
+        return train_lora(student, sft_pairs, config.lora, adapter)
 
     stages.manifest["sft"] = stages.timed("sft", sft_stage)
     trajectories = stages.timed("trajectories", sample_and_save, [

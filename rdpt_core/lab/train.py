@@ -107,7 +107,7 @@ def train_lora(
             if step % 10 == 0 or step == total_steps:
                 log(f"  step {step}/{total_steps} epoch {epoch + 1} loss {loss.item():.3f} "
                     f"({time.perf_counter() - started:.0f} s)")
-    model.save_pretrained(out_dir)
+    model.save_pretrained(str(out_dir))  # peft takes a str path
     trainable = sum(p.numel() for p in params)
     student.unload()
     return {"steps": step, "examples": len(examples), "trainable_params": trainable,
