@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models test test-fast app clean-cache lab demo-scores teacher-scores sources-demo bench math500-subset
+.PHONY: setup venv models lint test test-fast app clean-cache lab demo-scores teacher-scores sources-demo bench math500-subset
 
 setup: venv models
 
@@ -22,6 +22,11 @@ $(STAMP): requirements.txt pyproject.toml
 models: $(STAMP)
 	$(PY) -m rdpt_core prepare-models
 
+# Lint and type check (config in pyproject.toml); needs only the venv, not the models.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 test: setup
 	$(PY) -m pytest
 
@@ -29,7 +34,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 app: setup
-	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.headless true
+	$(PY) -m rdpt_app --server.address 127.0.0.1 --server.headless true
 
 clean-cache:
 	rm -rf .rdpt_cache

@@ -1,45 +1,47 @@
-"""RDPT Explorer — home page. Run with `make app` (or `streamlit run app.py`)."""
+"""RDPT Explorer: the one entrypoint (`make app`, or `streamlit run app.py`).
+
+It sets up the session (state, the dataset named in the address bar, the sidebar) once for
+every page, then runs the page the user chose. Pages only draw.
+
+Page files are named ``pages/<name>_page.py`` while their addresses are ``/<name>``: Streamlit
+also treats a ``pages/`` folder as a legacy multipage app, and on a fresh server a first visit
+to an address that equals a file's name would run that file without this entrypoint.
+"""
 
 import streamlit as st
 
-from rdpt_app.state import DEMO_NAME, current_actions, page_setup, use_demo
-from rdpt_core.render import highlighted_block
+from rdpt_app.state import init_state, take_notices
+from rdpt_app.widgets import dataset_caption, sidebar
 
-page_setup("Home")
-st.title("RDPT Explorer")
-st.markdown(
-    "**Where does each sentence of a distilled model's answer come from?** "
-    "RDPT scores every sentence of a response under the **teacher**, the original **student** and "
-    "the **distilled** model, and labels it *Teacher*, *Student*, *Shared* (all agree) or "
-    "*Boosted* (teacher and student agree, distillation changed it) — then uses the teacher/student "
-    "split to pick better distillation data."
-)
+PAGES = {
+    "Explore": [
+        st.Page("pages/home_page.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/explorer_page.py", title="Response explorer", icon=":material/format_color_text:",
+                url_path="explorer"),
+        st.Page("pages/corpus_page.py", title="Corpus", icon=":material/stacked_line_chart:", url_path="corpus"),
+        st.Page("pages/beta_tuning_page.py", title="β tuning", icon=":material/tune:", url_path="beta-tuning"),
+    ],
+    "Data": [
+        st.Page("pages/models_page.py", title="Models", icon=":material/memory:", url_path="models"),
+        st.Page("pages/trajectories_page.py", title="Trajectories", icon=":material/upload_file:",
+                url_path="trajectories"),
+        st.Page("pages/data_selection_page.py", title="Data selection", icon=":material/filter_alt:",
+                url_path="data-selection"),
+        st.Page("pages/sources_page.py", title="Distillation sources", icon=":material/compare_arrows:",
+                url_path="sources"),
+    ],
+}
 
-ss = st.session_state
-left, right = st.columns([2, 1])
-with right:
-    st.subheader("Current set-up")
-    for role, choice in ss.choices.items():
-        state = choice["name"] if choice.get("enabled", True) else "off"
-        st.markdown(f"- **{role}**: `{state}` · {choice['quantization']} · {choice['template']} template")
-    st.markdown(f"- **dataset**: {ss.dataset_name} ({len(ss.records)} records)")
-    st.markdown(f"- **α** = {ss.alpha:.2f}, **β** = {ss.beta:.2f}, segmenter `{ss.segmenter}`")
-    if st.button("Open the demo in the explorer", type="primary"):
-        if ss.dataset_name != DEMO_NAME:
-            use_demo()
-        st.switch_page("pages/3_Explorer.py")
-    st.page_link("pages/1_Models.py", label="Choose models", icon=":material/tune:")
-    st.page_link("pages/2_Trajectories.py", label="Bring trajectories", icon=":material/upload_file:")
-    st.page_link("pages/6_Data_selection.py", label="Select distillation data", icon=":material/filter_alt:")
-    st.page_link("pages/7_Distillation_sources.py", label="Compare distillation sources",
-                 icon=":material/compare_arrows:")
-
-with left:
-    st.subheader("Demo preview")
-    st.caption("The lab's own lineage: SmolLM2-135M-Instruct (teacher) → Gemma-3-270M (student) → "
-               "Gemma-3-270M + LoRA trained on the teacher's answers (distilled). Hover a sentence for its numbers.")
-    table = current_actions()
-    if table is not None and len(table):
-        first = table[table.record_id == ss.record_id] if ss.record_id in set(table.record_id) else table
-        first = first[first.record_id == first.record_id.iloc[0]]
-        st.html(highlighted_block(first, "cls" if "cls" in first.columns else "cls3"))
+page = st.navigation(PAGES)
+st.set_page_config(page_title=f"RDPT Explorer · {page.title}", page_icon=":material/account_tree:",
+                   layout="wide")
+init_state()
+if st.query_params.get("dataset") != st.session_state.dataset_id:  # page switches drop the query
+    st.query_params["dataset"] = st.session_state.dataset_id
+caption_slot = sidebar()
+for notice in take_notices():
+    st.warning(notice)
+try:
+    page.run()
+finally:  # after the page (even one that stopped early), so a load on it shows at once
+    dataset_caption(caption_slot)

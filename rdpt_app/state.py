@@ -1,34 +1,44 @@
-"""Session state, caches and shared widgets of the Streamlit app (the only Streamlit-aware
-code besides the pages). Method logic stays in ``rdpt_core``.
+"""The app's session state, typed, and the working dataset's life cycle.
 
-State kept in ``st.session_state``:
+Keys of ``st.session_state`` (set by :func:`init_state`, read through the helpers here):
 
-* ``alpha``, ``beta``, ``segmenter`` – shared by every page;
-* ``choices`` – per role, what the Models page picked (a plain dict, see :func:`spec_for`);
-* ``dataset_name``, ``records`` – the trajectories being worked on;
-* ``origins`` – record_id → input row, for exports in the input's own schema;
-* ``corpus`` – the scored part of them (:class:`~rdpt_core.scoring.ScoredCorpus`);
+* ``alpha``, ``beta``, ``segmenter`` – the sidebar's widgets (shared by every page);
+* ``choices`` – per role, what the Models page picked (see :func:`rdpt_app.scoring.spec_for`);
+* ``dataset_id``, ``dataset_name``, ``records``, ``origins``, ``corpus`` – the working dataset;
 * ``record_id`` – the record shown in the explorer.
+
+A working dataset is either built in (read-only, shared) or the user's own: every change to
+the user's own (paste, upload, generate, score) is saved to the workspace at once, and its id
+sits in the address bar (``?dataset=``), so a reload, a second tab or a shared ``?record=``
+link opens the same data.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from rdpt_core.backends import ScoringBackend, create_backend
-from rdpt_core.models import PROJECT_ROOT, ModelSpec, resolve_spec
 from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, classify_table
+from rdpt_core.records import Origin, Record
 from rdpt_core.scoring import ROLES, ScoredCorpus
-from rdpt_core.store import load_corpus
 
-DEMO_DIR = Path(os.environ.get("RDPT_DEMO_DIR", PROJECT_ROOT / "demo" / "lab"))
-DEMO_NAME = "Demo: lab lineage (distilled model's test answers)"
+from .loaders import BUILTINS, DEMO_ID, actions_of, behaviour_tags, builtin_dataset, corpus_key, workspace
+
 DEFAULT_MODELS = {"teacher": "smollm2-135m-instruct", "student": "gemma3-270m", "distilled": "gemma3-270m-distilled"}
+SEGMENTERS = ("paper", "spacy", "paragraph")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The shared thresholds and segmenter, captured as plain values (for work that runs
+    outside the script, such as a download built when clicked)."""
+
+    alpha: float
+    beta: float
+    segmenter: str
 
 
 def default_choice(role: str) -> dict[str, Any]:
@@ -37,234 +47,132 @@ def default_choice(role: str) -> dict[str, Any]:
             "enabled": True}
 
 
-@st.cache_data(show_spinner="Loading the demo corpus…")
-def demo_corpus() -> ScoredCorpus:
-    return load_corpus(DEMO_DIR / "corpus")
-
-
-@st.cache_data(show_spinner="Loading the lab's scored teacher samples…")
-def teacher_corpus() -> ScoredCorpus:
-    """The lab's teacher samples (several per question) scored by T and S: the selection demo."""
-    return load_corpus(DEMO_DIR / "teacher_corpus")
-
-
-@st.cache_data(show_spinner=False)
-def teacher_origins() -> dict:
-    """Input rows of the lab's teacher samples (for exports in their own schema)."""
-    from rdpt_core.records import load_records
-
-    return load_records(DEMO_DIR / "teacher_data.jsonl").origins
-
-
-SOURCES_DEMO = PROJECT_ROOT / "data" / "aime24_sources" / "responses.parquet"
-
-
-@st.cache_data(show_spinner=False)
-def sources_demo() -> tuple[pd.DataFrame, str]:
-    """AIME24 responses of three SkyThought models under one reference model, and its label."""
-    table = pd.read_parquet(SOURCES_DEMO)
-    return table, str(table.attrs.get("reference", "reference model"))
+def settings() -> Settings:
+    ss = st.session_state
+    return Settings(float(ss.alpha), float(ss.beta), str(ss.segmenter))
 
 
 def init_state() -> None:
-    """Defaults on first run: the demo corpus and the lab's lineage, α = β = 0.1."""
+    """Defaults on a session's first run; the dataset (and record) named in the address bar,
+    else the demo opened on its longest correct response."""
     ss = st.session_state
     ss.setdefault("alpha", DEFAULT_ALPHA)
     ss.setdefault("beta", DEFAULT_BETA)
     ss.setdefault("segmenter", "paper")
     ss.setdefault("choices", {role: default_choice(role) for role in ROLES})
+    ss.setdefault("notices", [])
+    if "records" in ss:
+        return
+    wanted = st.query_params.get("dataset")
+    if wanted and not open_dataset(wanted):
+        ss.notices.append(f"The linked dataset {wanted!r} is not in this workspace (deleted, or saved on "
+                          "another machine); showing the demo instead.")
     if "records" not in ss:
-        wanted = ss.get("record_id")  # a record asked for before the first run stays selected
-        use_demo()
-        if any(r.record_id == wanted for r in ss.records):
-            ss.record_id = wanted
+        open_dataset(DEMO_ID)
+    linked = st.query_params.get("record")
+    if linked:
+        if any(r.record_id == linked for r in ss.records):
+            ss.record_id = linked
+        else:
+            ss.notices.append(f"The linked record {linked!r} is not in {ss.dataset_name!r}.")
 
 
-def use_demo() -> None:
-    corpus = demo_corpus()
-    set_dataset(DEMO_NAME, corpus.records, corpus)
-    # open on a telling example: the correct response with the most actions
-    table = actions_of(corpus_key(corpus), corpus, "paper")
-    sizes = table[table["correct"].fillna(False).astype(bool)].groupby("record_id", sort=False).size()
-    if len(sizes):
-        st.session_state.record_id = str(sizes.idxmax())
+def open_dataset(dataset_id: str) -> bool:
+    """Make a built-in or saved dataset the working one; False when there is none by that id."""
+    if dataset_id in BUILTINS:
+        loaded = builtin_dataset(dataset_id)
+    elif dataset_id in workspace():
+        loaded = workspace().load(dataset_id)
+    else:
+        return False
+    _set(dataset_id, loaded.name, loaded.records, loaded.corpus, loaded.origins)
+    if dataset_id == DEMO_ID:
+        st.session_state.record_id = _longest_correct(loaded.corpus) or st.session_state.record_id
+    return True
 
 
-def set_dataset(name: str, records: list, corpus: ScoredCorpus | None = None,
-                origins: dict | None = None) -> None:
-    ss = st.session_state
-    ss.dataset_name = name
-    ss.records = list(records)
-    ss.corpus = corpus
-    ss.origins = dict(origins or {})
-    ss.record_id = records[0].record_id if records else None
-
-
-def spec_for(role: str) -> ModelSpec | None:
-    """The ModelSpec the Models page describes for ``role`` (None when the role is off)."""
-    choice = st.session_state.choices[role]
-    if not choice.get("enabled", True):
+def _longest_correct(corpus: ScoredCorpus | None) -> str | None:
+    """The correct response with the most actions: a telling first example."""
+    if corpus is None:
         return None
-    options = {k: choice[k] for k in ("dtype", "quantization", "device", "template", "raw_template", "trust_remote_code")}
-    return resolve_spec(choice["name"], **options)
+    table = actions_of(corpus_key(corpus), corpus, st.session_state.segmenter)
+    sizes = table[table["correct"].fillna(False).astype(bool)].groupby("record_id", sort=False).size()
+    return str(sizes.idxmax()) if len(sizes) else None
 
 
-@st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=6)
-def backend_for(spec_key: str, _spec: ModelSpec) -> ScoringBackend:
-    """One backend per spec, shared across sessions (its weights load lazily, on a cache miss).
-    Cached resources are shared: callers only score with it, never mutate its settings."""
-    return create_backend(_spec)
+def _set(dataset_id: str, name: str, records: list[Record], corpus: ScoredCorpus | None,
+         origins: dict[str, Origin]) -> None:
+    ss = st.session_state
+    ss.dataset_id, ss.dataset_name = dataset_id, name
+    ss.records, ss.corpus, ss.origins = list(records), corpus, dict(origins)
+    ss.record_id = records[0].record_id if records else None
+    st.query_params["dataset"] = dataset_id
 
 
-def spec_key(spec: ModelSpec) -> str:
-    import json
-
-    return json.dumps(spec.to_dict(), sort_keys=True, default=str)
+def is_builtin() -> bool:
+    return st.session_state.dataset_id in BUILTINS
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def actions_of(corpus_key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.DataFrame:
-    """The action table of a corpus for one segmenter (re-segmentation needs no model)."""
-    return _corpus.actions(segmenter)
+def new_dataset(name: str, records: list[Record], corpus: ScoredCorpus | None = None,
+                origins: dict[str, Origin] | None = None) -> str:
+    """Save a new dataset to the workspace and make it the working one; returns its id."""
+    dataset_id = workspace().save(name, records, corpus, origins)
+    _set(dataset_id, name, records, corpus, dict(origins or {}))
+    return dataset_id
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def behaviour_tags(corpus_key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.Series:
-    """Behaviour tags of the corpus's actions (independent of α and β, so cached)."""
-    from rdpt_core.behaviours import tag_actions
+def _save() -> None:
+    """Persist the working dataset; a built-in one becomes the user's own copy first."""
+    ss = st.session_state
+    if is_builtin():
+        ss.dataset_name = f"{ss.dataset_name} + my changes"
+        ss.dataset_id = workspace().save(ss.dataset_name, ss.records, ss.corpus, ss.origins)
+        st.query_params["dataset"] = ss.dataset_id
+    else:
+        workspace().save(ss.dataset_name, ss.records, ss.corpus, ss.origins, dataset_id=ss.dataset_id)
 
-    return tag_actions(actions_of(corpus_key, _corpus, segmenter))
+
+def add_records(new: list[Record], origins: dict[str, Origin] | None = None) -> int:
+    """Append records whose ids are new to the working dataset (and save it); returns how many."""
+    ss = st.session_state
+    existing = {r.record_id for r in ss.records}
+    fresh = [r for r in new if r.record_id not in existing]
+    if fresh:
+        ss.records = [*ss.records, *fresh]
+        ss.origins = {**ss.origins, **{k: v for k, v in (origins or {}).items() if k not in existing}}
+        _save()
+    return len(fresh)
+
+
+def merge_into_corpus(corpus: ScoredCorpus) -> None:
+    """Add freshly scored records to the working corpus (a new corpus if the models changed),
+    and save."""
+    ss = st.session_state
+    old = ss.get("corpus")
+    ss.corpus = old.merged(corpus) if old is not None and old.models == corpus.models else corpus
+    _save()
+
+
+def record_ids_scored() -> set[str]:
+    corpus = st.session_state.get("corpus")
+    return {r.record_id for r in corpus.records} if corpus is not None else set()
+
+
+def take_notices() -> list[str]:
+    """Messages for the user that arose outside a page (a broken link), shown once."""
+    notices, st.session_state.notices = list(st.session_state.notices), []
+    return notices
+
+
+def current_actions() -> pd.DataFrame | None:
+    """The working corpus's action table, classified at the shared α, β and segmenter."""
+    corpus = st.session_state.get("corpus")
+    if corpus is None or not corpus.records:
+        return None
+    s = settings()
+    return classify_table(actions_of(corpus_key(corpus), corpus, s.segmenter), s.alpha, s.beta)
 
 
 def current_behaviour_tags() -> pd.Series:
     corpus = st.session_state.corpus
     return behaviour_tags(corpus_key(corpus), corpus, st.session_state.segmenter)
-
-
-def corpus_key(corpus: ScoredCorpus) -> str:
-    """Identity of a corpus's content for the derived-table cache (cheap: ids and sizes)."""
-    import hashlib
-
-    h = hashlib.sha256(repr(sorted(corpus.models.items())).encode())
-    for r in corpus.records:
-        h.update(r.record_id.encode())
-        h.update(str(len(r.response)).encode())
-    for role in sorted(corpus.tokens):
-        h.update(str(sum(s.n_tokens for s in corpus.tokens[role].values())).encode())
-    return h.hexdigest()
-
-
-def current_actions() -> pd.DataFrame | None:
-    """Classified action table of the session's corpus, at the shared α, β and segmenter."""
-    corpus = st.session_state.get("corpus")
-    if corpus is None or not corpus.records:
-        return None
-    table = actions_of(corpus_key(corpus), corpus, st.session_state.segmenter)
-    return classify_table(table, st.session_state.alpha, st.session_state.beta)
-
-
-def _copy(widget_key: str, key: str) -> None:
-    st.session_state[key] = st.session_state[widget_key]
-
-
-def shared_sidebar() -> None:
-    """α, β and the segmenter in the sidebar, kept across pages (widget state is per page, so
-    each widget is seeded from, and copies back to, a plain session key)."""
-    ss = st.session_state
-    st.sidebar.header("Provenance thresholds")
-    for key, label, help_text in (
-        ("alpha", "α (Shared)", "Shared when all three |Δ| ≤ α"),
-        ("beta", "β (Teacher / Student)", "Teacher when p_T − p_S > β, Student when p_S − p_T > β"),
-    ):
-        ss[f"w_{key}"] = ss[key]
-        st.sidebar.slider(label, 0.0, 0.5, step=0.01, key=f"w_{key}", help=help_text,
-                          on_change=_copy, args=(f"w_{key}", key))
-    ss["w_segmenter"] = ss.segmenter
-    st.sidebar.selectbox("Segmenter", ["paper", "spacy", "paragraph"], key="w_segmenter",
-                         on_change=_copy, args=("w_segmenter", "segmenter"),
-                         help="paper: the paper's regex; spacy: blank English sentencizer; paragraph: blank lines")
-    st.sidebar.caption(f"Dataset: {ss.dataset_name} ({len(ss.records)} records, "
-                       f"{len(ss.corpus.records) if ss.corpus else 0} scored)")
-
-
-def page_setup(title: str) -> None:
-    st.set_page_config(page_title=f"RDPT Explorer · {title}", layout="wide")
-    init_state()
-    shared_sidebar()
-
-
-class StreamlitProgress:
-    """A ``rdpt_core.scoring.ProgressBar`` drawn with ``st.progress``: done/total, rate, time left."""
-
-    def __init__(self, desc: str, total: int) -> None:
-        import time
-
-        self.desc, self.total, self.done = desc, max(total, 1), 0
-        self.started = time.perf_counter()
-        self.bar = st.progress(0.0, text=f"{desc}: 0/{total}")
-
-    def update(self, n: int = 1) -> None:
-        import time
-
-        self.done += n
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else float("nan")
-        self.bar.progress(min(self.done / self.total, 1.0),
-                          text=f"{self.desc}: {self.done}/{self.total} · {rate:.2f} records/s · ~{left:.0f} s left")
-
-    def close(self) -> None:
-        self.bar.progress(1.0, text=f"{self.desc}: done")
-
-
-def roles_available() -> list[str]:
-    return [role for role in ROLES if st.session_state.choices[role].get("enabled", True)]
-
-
-def demo_ready() -> bool:
-    return (DEMO_DIR / "corpus" / "tokens.parquet").exists()
-
-
-def path_label(path: Path) -> str:
-    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
-
-
-def score_into_corpus(records: list) -> None:
-    """Score ``records`` with the Models page's specs (progress per model; token cache on disk)
-    and merge them into the session corpus."""
-    from rdpt_core.scoring import score_corpus
-
-    specs, backends = _specs_and_backends()
-    corpus, _ = score_corpus(records, specs, backends=backends, progress=StreamlitProgress)
-    merge_into_corpus(corpus)
-
-
-def _specs_and_backends() -> tuple[dict[str, ModelSpec], dict[str, ScoringBackend]]:
-    specs = {role: spec for role in ROLES if (spec := spec_for(role)) is not None}
-    return specs, {role: backend_for(spec_key(spec), spec) for role, spec in specs.items()}
-
-
-def merge_into_corpus(corpus: ScoredCorpus) -> None:
-    """Add freshly scored records to the session corpus (a new corpus if the models changed)."""
-    old = st.session_state.get("corpus")
-    same_models = old is not None and old.models == corpus.models
-    st.session_state.corpus = old.merged(corpus) if same_models else corpus
-
-
-def start_background_scoring(records: list):
-    """Start a :class:`~rdpt_core.jobs.ScoringJob` for ``records`` with the chosen models."""
-    from rdpt_core.jobs import ScoringJob
-
-    specs, backends = _specs_and_backends()
-    return ScoringJob(records, specs, backends=backends).start()
-
-
-def chart_downloads(chart, stem: str, columns=None) -> None:
-    """PNG and SVG download buttons for an Altair chart, rendered only when clicked."""
-    from rdpt_core.charts import chart_png, chart_svg
-
-    left, right = columns if columns is not None else st.columns(2)
-    left.download_button(f"{stem} (PNG)", lambda: chart_png(chart), f"rdpt-{stem}.png", "image/png",
-                         on_click="ignore", key=f"dl_png_{stem}")
-    right.download_button(f"{stem} (SVG)", lambda: chart_svg(chart), f"rdpt-{stem}.svg", "image/svg+xml",
-                          on_click="ignore", key=f"dl_svg_{stem}")

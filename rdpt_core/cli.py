@@ -151,12 +151,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .provenance import classify_table
+    from .provenance import class_column, classify_table
 
     table = classify_table(pd.read_parquet(args.scores), args.alpha, args.beta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
-    counts = table["cls" if "cls" in table else "cls3"].value_counts().to_dict()
+    counts = table[class_column(table)].value_counts().to_dict()
     print(f"{len(table)} actions classified (alpha={args.alpha}, beta={args.beta}): {counts} -> {args.out}",
           file=sys.stderr)
     return 0

@@ -75,6 +75,12 @@ def classify3(p_t, p_s, beta: float = DEFAULT_BETA) -> np.ndarray:
     return labels.astype(object)
 
 
+def class_column(table: pd.DataFrame) -> str:
+    """The class column to show for a classified table: ``cls`` (4 classes) when it has a
+    distilled model's scores, else ``cls3`` (the 3 pre-training classes)."""
+    return "cls" if "cls" in table.columns else "cls3"
+
+
 def classify_table(
     actions: pd.DataFrame, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA
 ) -> pd.DataFrame:

@@ -187,7 +187,7 @@ def token_strip_html(tokens: pd.DataFrame, role_labels: Mapping[str, str] | None
     Ends with a legend of the colour scale. Everything from data is escaped.
     """
     labels = dict(role_labels or {})
-    present = list(dict.fromkeys(tokens["role"])) if len(tokens) else []
+    present: list[str] = list(dict.fromkeys(tokens["role"])) if len(tokens) else []
     order = [r for r in ROLES if r in present] + [r for r in present if r not in ROLES]
     lines = []
     for role in order:

@@ -17,7 +17,7 @@ from .charts import (
     agreement_chart, behaviour_chart, beta_histograms, chart_svg, counts_chart, length_difficulty_chart,
     length_histogram_chart, mean_probability_chart, position_chart, selection_chart,
 )
-from .provenance import classify_table
+from .provenance import class_column, classify_table
 from .render import highlighted_block
 
 _PAGE = """<!doctype html>
@@ -71,7 +71,7 @@ def build_report(
 def _provenance_sections(actions: pd.DataFrame, alpha: float, beta: float, betas: Sequence[float] | None,
                          min_n: int, token_step: int, n_examples: int) -> list[str]:
     table = classify_table(actions, alpha, beta)
-    column = "cls" if "cls" in table.columns else "cls3"
+    column = class_column(table)
     parts = [f"<p>{table.record_id.nunique()} responses, {len(table)} actions.</p>"]
 
     curves = stats.position_curves(table, column, min_n)

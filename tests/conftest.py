@@ -20,8 +20,9 @@ DEMO = LAB / "corpus"
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Tests never read or write the user's token cache."""
+    """Tests never read or write the user's token cache or saved datasets."""
     os.environ["RDPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("token-cache"))
+    os.environ["RDPT_WORKSPACE_DIR"] = str(tmp_path_factory.mktemp("workspace"))
 
 
 def skythought_rows(name: str) -> list[dict]:

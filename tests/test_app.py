@@ -1,4 +1,5 @@
-"""Streamlit AppTest for every page (no browser): widgets, live α/β, uploads, escaping."""
+"""Streamlit AppTest for every page (no browser): widgets, live α/β, uploads, saved datasets,
+links, escaping. Every test starts the app as a user does (``app.py``) and switches page."""
 
 import re
 
@@ -17,8 +18,32 @@ from rdpt_core.store import load_corpus
 TIMEOUT = 120
 
 
-def page(path: str) -> AppTest:
-    return AppTest.from_file(str(REPO / path), default_timeout=TIMEOUT)
+def app(**query: str) -> AppTest:
+    """The app, not yet run, opened with an address-bar query (``?dataset=…&record=…``)."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    return at
+
+
+def page(name: str, at: AppTest | None = None, **query: str) -> AppTest:
+    """Open the app (running its first page) and switch to ``pages/<name>_page.py``, not yet run."""
+    at = (at if at is not None else app(**query)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at.switch_page(f"pages/{name}_page.py")
+
+
+def with_dataset(records, corpus=None, name="test data") -> AppTest:
+    """The app on a given working dataset (as if the user had loaded it)."""
+    at = app()
+    at.session_state["dataset_id"], at.session_state["dataset_name"] = "test-data-00000000", name
+    at.session_state["records"], at.session_state["corpus"] = records, corpus
+    at.session_state["origins"] = {}
+    at.session_state["record_id"] = records[0].record_id if records else None
+    return at
+
+
+def button(at: AppTest, key: str):
+    return next(b for b in at.button if b.key == key)
 
 
 def legend_counts(at: AppTest) -> dict[str, int]:
@@ -27,7 +52,7 @@ def legend_counts(at: AppTest) -> dict[str, int]:
 
 
 def test_home_shows_the_demo_with_a_highlighted_response():
-    at = page("app.py").run()
+    at = app().run()
     assert not at.exception
     body = "".join(h.proto.body for h in at.html)
     demo = load_corpus(DEMO)
@@ -36,6 +61,10 @@ def test_home_shows_the_demo_with_a_highlighted_response():
     assert n_actions >= 1 and body.count('class="rdpt-act') == n_actions
     assert any(b.label == "Open the demo in the explorer" for b in at.button)
     assert "Demo" in at.session_state["dataset_name"]
+    # the scored MATH500 subset (real text) is one click away and opens in the explorer
+    button(at, "home_open_math500-subset").click().run()
+    assert not at.exception and at.session_state["dataset_id"] == "math500-subset"
+    assert len(at.session_state["records"]) == 20 and len(at.get("vega_lite_chart")) == 1
 
 
 def record_where_beta_matters(table, low=0.01, high=0.1):
@@ -48,9 +77,7 @@ def record_where_beta_matters(table, low=0.01, high=0.1):
 
 def test_explorer_recolours_when_beta_moves_and_matches_rdpt_core():
     rid, rows = record_where_beta_matters(load_corpus(DEMO).actions("paper"))
-    at = page("pages/3_Explorer.py")
-    at.session_state["record_id"] = rid
-    at.run()
+    at = page("explorer", record=rid).run()
     assert not at.exception
     before = legend_counts(at)
     assert before == class_counts(classify_table(rows, 0.1, 0.1))
@@ -59,19 +86,20 @@ def test_explorer_recolours_when_beta_moves_and_matches_rdpt_core():
     assert after == class_counts(classify_table(rows, 0.1, 0.01))
     assert after != before
     assert at.session_state["beta"] == 0.01
-    # the chart and the sortable table are there, and four downloads
-    assert len(at.get("vega_lite_chart")) == 1 and len(at.dataframe) == 1
-    assert len(at.get("download_button")) == 4
+    # the chart, the action table, the token table, and five downloads
+    assert len(at.get("vega_lite_chart")) == 1 and len(at.dataframe) == 2
+    assert len(at.get("download_button")) == 5
 
 
 def test_explorer_segmenter_choice_resegments_without_scoring():
     demo = load_corpus(DEMO)
-    at = page("pages/3_Explorer.py").run()
+    at = page("explorer").run()
     rid = at.session_state["record_id"]
     for segmenter in ("paragraph", "spacy", "paper"):
         at.selectbox(key="w_segmenter").set_value(segmenter).run()
         assert not at.exception
-        expected = demo.actions(segmenter).query("record_id == @rid")["text"].tolist()
+        table = demo.actions(segmenter)
+        expected = table.loc[table.record_id == rid, "text"].tolist()
         assert at.dataframe[0].value["text"].tolist() == expected
 
 
@@ -86,13 +114,8 @@ def evil_corpus() -> ScoredCorpus:
 
 
 def test_explorer_renders_html_in_responses_as_inert_text():
-    at = page("pages/3_Explorer.py")
     corpus = evil_corpus()
-    at.session_state["records"] = corpus.records
-    at.session_state["corpus"] = corpus
-    at.session_state["dataset_name"] = "evil"
-    at.session_state["record_id"] = "evil"
-    at.run()
+    at = page("explorer", with_dataset(corpus.records, corpus, "evil")).run()
     assert not at.exception
     body = "".join(h.proto.body for h in at.html)
     assert "<script>" not in body and "<img" not in body
@@ -100,7 +123,7 @@ def test_explorer_renders_html_in_responses_as_inert_text():
 
 
 def test_models_page_has_every_setting_and_estimates_memory():
-    at = page("pages/1_Models.py").run()
+    at = page("models").run()
     assert not at.exception
     for role in ("teacher", "student", "distilled"):
         for field in ("quantization", "dtype", "device", "template"):
@@ -117,16 +140,32 @@ def test_models_page_has_every_setting_and_estimates_memory():
 
 
 @pytest.mark.slow
-def test_models_page_shows_tokenizer_facts():
-    at = page("pages/1_Models.py").run()
+def test_models_page_keeps_tokenizer_facts_and_the_estimate_side_by_side():
+    at = page("models").run()
+    at.number_input(key="m_tokens").set_value(131072).run()
+    next(b for b in at.button if b.label == "Estimate memory").click().run()
     next(b for b in at.button if b.label == "Load tokenizers").click().run()
-    facts = at.dataframe[0].value.set_index("role")
+    assert not at.exception
+    estimate = frame_with(at, "one pass (tokens)").set_index("role")
+    facts = frame_with(at, "vocabulary").set_index("role")  # the other button did not wipe it
     assert facts.loc["teacher", "vocabulary"] == 49152 and facts.loc["student", "vocabulary"] == 262144
     assert bool(facts.loc["student", "adds BOS"]) and bool(facts.loc["teacher", "chat template"])
+    # SmolLM2's window is 8,192 tokens: a 131,072-token response is scored in windows of that size
+    assert estimate.loc["teacher", "window (tokens)"] == 8192 and estimate.loc["teacher", "one pass (tokens)"] == 8192
+    assert any("exceed its 8,192-token window" in i.value for i in at.info)
+
+
+def test_models_page_says_a_missing_local_directory_is_not_found():
+    at = page("models").run()
+    at.radio(key="m_teacher_source").set_value("hub id or local dir").run()
+    at.text_input(key="m_teacher_name").input("/no/such/checkpoint").run()
+    assert not at.exception
+    assert any("local model directory not found: /no/such/checkpoint" in e.value for e in at.error)
+    assert not any("repo id" in e.value.lower() for e in at.error)
 
 
 def test_bad_upload_reports_line_and_field_and_keeps_good_rows():
-    at = page("pages/2_Trajectories.py").run()
+    at = page("trajectories").run()
     data = (b'{"prompt": "p1", "response": "r1", "correct": true}\n'
             b'{"prompt": "p2", "response": "r2", "correct": "maybe"}\n'
             b'not json at all\n'
@@ -143,7 +182,7 @@ def test_bad_upload_reports_line_and_field_and_keeps_good_rows():
 
 
 def test_pasted_trajectory_joins_the_dataset():
-    at = page("pages/2_Trajectories.py").run()
+    at = page("trajectories").run()
     at.text_area(key="paste_prompt").input("What is 2+2?")
     at.text_area(key="paste_response").input("2 + 2 = 4. The answer is 4.")
     at.radio(key="paste_correct").set_value("correct")
@@ -153,15 +192,15 @@ def test_pasted_trajectory_joins_the_dataset():
 
 
 def test_bundled_example_datasets_load():
-    at = page("pages/2_Trajectories.py").run()
-    at.selectbox(key="ex_name").set_value("SkyThought AIME24 · distilled (Sky-T1)").run()
+    at = page("trajectories").run()
+    at.selectbox(key="ex_name").set_value("aime24-sky-t1").run()
     next(b for b in at.button if b.key == "ex_use").click().run()
     assert len(at.session_state["records"]) == 30
     assert at.session_state["corpus"] is None
 
 
 def test_corpus_page_curves_follow_beta():
-    at = page("pages/4_Corpus.py").run()
+    at = page("corpus").run()
     assert not at.exception
     at.number_input(key="corpus_min_n").set_value(1).run()
     charts = at.get("vega_lite_chart")
@@ -181,7 +220,7 @@ def test_corpus_page_curves_follow_beta():
 def test_beta_tuning_page_suggests_and_applies_a_beta():
     from rdpt_core import stats
 
-    at = page("pages/5_Beta_tuning.py").run()
+    at = page("beta_tuning").run()
     assert not at.exception
     table = load_corpus(DEMO).actions("paper")
     want = stats.suggest_beta(stats.beta_overlaps(table, 0.1, stats.beta_grid()))
@@ -199,7 +238,7 @@ def test_scoring_a_pasted_record_in_the_app_fills_the_token_cache():
 
     cache = Path(os.environ["RDPT_CACHE_DIR"])
     before = len(list(cache.rglob("*.npz")))
-    at = page("pages/2_Trajectories.py").run()
+    at = page("trajectories").run()
     at.text_area(key="paste_prompt").input("What is 3 + 4?")
     at.text_area(key="paste_response").input("3 + 4 = 7. <b>Done</b>. The answer is 7.")
     next(b for b in at.button if b.key == "paste_add").click().run()
@@ -215,7 +254,7 @@ def test_scoring_a_pasted_record_in_the_app_fills_the_token_cache():
 
 @pytest.mark.slow
 def test_background_scoring_job_merges_into_the_corpus():
-    at = page("pages/2_Trajectories.py").run()
+    at = page("trajectories").run()
     at.text_area(key="paste_prompt").input("What is 5 + 6?")
     at.text_area(key="paste_response").input("5 + 6 = 11. The answer is 11.")
     next(b for b in at.button if b.key == "paste_add").click().run()
@@ -235,14 +274,10 @@ MATH500 = REPO / "data" / "math500_subset"
 def test_corpus_and_beta_pages_on_the_scored_math500_subset():
     corpus = load_corpus(MATH500 / "corpus")
     assert {r.correct for r in corpus.records} == {True, False}
-    for path in ("pages/4_Corpus.py", "pages/5_Beta_tuning.py"):
-        at = page(path)
-        at.session_state["records"] = corpus.records
-        at.session_state["corpus"] = corpus
-        at.session_state["dataset_name"] = "MATH500 subset"
-        at.run()
+    for path in ("corpus", "beta_tuning"):
+        at = page(path, with_dataset(corpus.records, corpus, "MATH500 subset")).run()
         assert not at.exception
-        if path.endswith("Corpus.py"):
+        if path == "corpus":
             at.number_input(key="corpus_min_n").set_value(5).run()
             summary = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
             assert (summary["n_correct"] > 0).all() and (summary["n_incorrect"] > 0).all()
@@ -261,7 +296,7 @@ def test_data_selection_page_picks_like_rdpt_core_and_follows_beta_and_strategy(
     from rdpt_core.selection import response_features, select
 
     actions = load_corpus(LAB / "teacher_corpus").actions("paper")
-    at = page("pages/6_Data_selection.py").run()
+    at = page("data_selection").run()
     assert not at.exception
     picks = frame_with(at, "n_teacher")  # the Picks tab comes first
     want = select(response_features(actions, 0.1), "max_teacher_count")
@@ -283,10 +318,7 @@ def test_data_selection_page_picks_like_rdpt_core_and_follows_beta_and_strategy(
 
 
 def test_data_selection_page_explains_what_the_working_dataset_lacks():
-    at = page("pages/6_Data_selection.py")
-    at.session_state["records"], at.session_state["corpus"] = [], None
-    at.session_state["dataset_name"] = "empty"
-    at.run()
+    at = page("data_selection", with_dataset([], None, "empty")).run()
     at.radio(key="sel_data").set_value("Working dataset (Trajectories page)").run()
     assert not at.exception
     assert any("scored by the teacher and the student" in m.value for m in at.info)
@@ -304,7 +336,7 @@ def test_sources_page_shows_the_bundled_aime24_comparison():
     from rdpt_core.sources import adaptivity, length_stats
 
     responses = pd.read_parquet(REPO / "data" / "aime24_sources" / "responses.parquet")
-    at = page("pages/7_Distillation_sources.py").run()
+    at = page("sources").run()
     assert not at.exception
     shown = frame_with(at, "perplexity")
     want = length_stats(responses)
@@ -323,11 +355,7 @@ def test_sources_page_scores_the_working_dataset_with_the_reference_model():
     records = [Record(f"{src}:{q}", q, f"What is {q} + 1?", text, ok, src)
                for src, texts in (("A", ["It is 2. Done.", "It is 3."]), ("B", ["The sum is 2.", "Four."]))
                for q, text, ok in zip(("1", "2"), texts, (True, src == "A"))]
-    at = page("pages/7_Distillation_sources.py")
-    at.session_state["records"] = records
-    at.session_state["corpus"] = None
-    at.session_state["dataset_name"] = "two sources"
-    at.run()
+    at = page("sources", with_dataset(records, None, "two sources")).run()
     at.radio(key="src_data").set_value("Working dataset (Trajectories page), grouped by source").run()
     assert any("score them with the reference model" in m.value for m in at.info)
     next(b for b in at.button if b.key == "src_score").click().run(timeout=300)
@@ -340,7 +368,7 @@ def test_sources_page_scores_the_working_dataset_with_the_reference_model():
 
 
 def test_sources_page_reuses_the_session_scores_of_the_chosen_role():
-    at = page("pages/7_Distillation_sources.py").run()  # the session opens on the demo corpus
+    at = page("sources").run()  # the session opens on the demo corpus
     at.radio(key="src_data").set_value("Working dataset (Trajectories page), grouped by source").run()
     assert not at.exception
     assert not any(b.key == "src_score" for b in at.button)  # T already scored all of them
@@ -350,3 +378,154 @@ def test_sources_page_reuses_the_session_scores_of_the_chosen_role():
     assert stats["responses"].tolist() == [len(demo.records)]
     assert stats["mean"].iloc[0] == pytest.approx(np.mean(lengths))
     assert any("Only one source" in w.value for w in at.warning)
+
+
+# ---- uploads: mapping, encoding, no silent replacement ------------------------------------------
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader[0].set_value((name, data, "text/plain")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_upload_with_unrecognised_columns_must_be_mapped_and_a_nonsense_mapping_is_refused():
+    at = upload(page("trajectories").run(), "ab.csv", b"a,b\nwhat is 2+2?,4\n")
+    before = [r.record_id for r in at.session_state["records"]]
+    assert any("ab.csv: choose the column that holds the prompt" in e.value for e in at.error)
+    assert button(at, "up_load").disabled
+    digest = next(s.key for s in at.selectbox if s.key.startswith("up_map_prompt_")).rsplit("_", 1)[1]
+    at.selectbox(key=f"up_map_prompt_{digest}").set_value("a")
+    at.selectbox(key=f"up_map_response_{digest}").set_value("a").run()
+    assert any("column 'a' is mapped to prompt and response" in e.value for e in at.error)
+    assert button(at, "up_load").disabled
+    assert [r.record_id for r in at.session_state["records"]] == before  # nothing replaced
+    at.selectbox(key=f"up_map_response_{digest}").set_value("b").run()
+    assert not at.error and not button(at, "up_load").disabled
+    button(at, "up_load").click().run()
+    [record] = at.session_state["records"]
+    assert (record.prompt, record.response) == ("what is 2+2?", "4")
+
+
+def test_column_mappings_start_from_each_files_own_guesses():
+    header = b"question,answer_text,id,is_correct,model\n"
+    at = upload(page("trajectories").run(), "one.csv", header + b"q1,r1,a,true,m1\n")
+    digest = next(s.key for s in at.selectbox if s.key.startswith("up_map_correct_")).rsplit("_", 1)[1]
+    at.selectbox(key=f"up_map_correct_{digest}").set_value("(none)").run()  # the user drops it here
+    upload(at, "two.csv", header + b"q2,r2,b,false,m2\nq3,r3,c,true,m2\n")
+    shown = {s.key.split("_")[2]: s.value for s in at.selectbox if s.key.startswith("up_map_")}
+    assert shown == {"prompt": "question", "response": "answer_text", "record": "id", "question": "(none)",
+                     "correct": "is_correct", "source": "model"}
+    button(at, "up_load").click().run()
+    got = [(r.record_id, r.correct, r.source) for r in at.session_state["records"]]
+    assert got == [("b", False, "m2"), ("c", True, "m2")]
+
+
+def test_a_non_utf8_upload_is_named_and_changes_nothing():
+    at = page("trajectories").run()
+    before = at.session_state["dataset_id"]
+    upload(at, "latin.csv", "prompt,response\nq,caf\xe9\n".encode("latin-1"))
+    assert any("latin.csv: not UTF-8 text (byte 0xe9" in e.value for e in at.error)
+    assert not any(b.key == "up_load" for b in at.button)  # nothing to load
+    assert at.session_state["dataset_id"] == before
+
+
+def test_loading_a_file_says_what_happened_to_the_previous_dataset_and_can_add_instead():
+    at = page("trajectories").run()
+    at.text_area(key="paste_prompt").input("What is 2+2?")
+    at.text_area(key="paste_response").input("It is 4.")
+    button(at, "paste_add").click().run()
+    mine = at.session_state["dataset_id"]
+    assert mine not in ("demo",) and at.session_state["dataset_name"].endswith("+ my changes")
+    upload(at, "new.jsonl", b'{"prompt": "p", "response": "r", "record_id": "n1"}\n')
+    button(at, "up_load").click().run()
+    assert any("is still under Saved datasets" in s.value and "+ my changes" in s.value for s in at.success)
+    assert at.session_state["dataset_name"] == "Upload: new.jsonl"
+    from rdpt_app.loaders import workspace
+
+    assert mine in workspace() and len(workspace().load(mine).records) == 241  # 240 demo + pasted
+    # adding instead of replacing
+    upload(at, "more.jsonl", b'{"prompt": "p", "response": "r2", "record_id": "n2"}\n'
+                             b'{"prompt": "p", "response": "dup", "record_id": "n1"}\n')
+    digest = next(r.key for r in at.radio if r.key.startswith("up_mode_"))
+    at.radio(key=digest).set_value("records added to the working dataset").run()
+    button(at, "up_load").click().run()
+    assert [r.record_id for r in at.session_state["records"]] == ["n1", "n2"]
+    assert any("Added 1 records" in s.value and "1 whose record_id was already there" in s.value for s in at.success)
+
+
+# ---- persistence: reload, links ----------------------------------------------------------------
+def test_a_pasted_dataset_survives_a_reload_and_its_record_link_opens_it():
+    at = page("trajectories").run()
+    at.text_area(key="paste_prompt").input("What is 6 x 7?")
+    at.text_area(key="paste_response").input("6 x 7 = 42. The answer is 42.")
+    button(at, "paste_add").click().run()
+    dataset_id = at.session_state["dataset_id"]
+    assert at.query_params["dataset"] == dataset_id
+    # a new session (reload, second tab, a collaborator on this machine) with the link
+    again = page("explorer", dataset=dataset_id, record="pasted-1").run()
+    assert not again.exception
+    assert again.session_state["dataset_id"] == dataset_id and again.session_state["record_id"] == "pasted-1"
+    assert any("not been scored yet" in w.value for w in again.warning)
+    assert again.query_params == {"dataset": dataset_id, "record": "pasted-1"}
+    # a broken link says so instead of silently showing something else
+    broken = app(dataset="gone-12345678", record="nope").run()
+    assert any("'gone-12345678' is not in this workspace" in w.value for w in broken.warning)
+    assert any("linked record 'nope'" in w.value for w in broken.warning)
+
+
+def test_saved_datasets_are_listed_and_can_be_opened_and_deleted():
+    from rdpt_app.loaders import workspace
+    from rdpt_core.records import Record as R
+
+    saved = workspace().save("listed one", [R("x", "x", "p", "resp")])
+    at = page("trajectories").run()
+    at.selectbox(key="ws_pick").set_value(saved).run()
+    button(at, "ws_open").click().run()
+    assert at.session_state["dataset_id"] == saved and at.session_state["dataset_name"] == "listed one"
+    assert button(at, "ws_delete").disabled
+    at.checkbox(key="ws_confirm").check().run()
+    button(at, "ws_delete").click().run()
+    assert saved not in workspace() and at.session_state["dataset_id"] == "demo"
+
+
+# ---- the explorer's numbers ----------------------------------------------------------------------
+def test_explorer_margins_and_token_drill_down_match_independent_computations():
+    from collections import Counter
+
+    demo = load_corpus(DEMO)
+    at = page("explorer").run()
+    rid = at.session_state["record_id"]
+    at.slider(key="w_alpha").set_value(0.05).run()
+    shown = at.dataframe[0].value.set_index("action_index")
+    for i, row in shown.iterrows():
+        pt, ps, pd_ = row["p_teacher"], row["p_student"], row["p_distilled"]
+        assert row["d_TS"] == pytest.approx(pt - ps) and row["d_DS"] == pytest.approx(pd_ - ps)
+        assert row["d_TD"] == pytest.approx(pt - pd_)
+        m_alpha = max(abs(ps - pd_), abs(pt - pd_), abs(pt - ps)) - 0.05
+        m_beta = abs(pt - ps) - 0.1
+        assert row["margin_alpha"] == pytest.approx(m_alpha) and row["margin_beta"] == pytest.approx(m_beta)
+        flip = abs(m_alpha) if row["cls"] == "Shared" else min(abs(m_alpha), abs(m_beta))
+        assert row["to_flip"] == pytest.approx(flip), i
+    # the tokens behind the longest action, per model, against the cached token scores
+    actions = demo.actions("paper")
+    actions = actions[actions.record_id == rid].reset_index(drop=True)
+    target = int(actions.loc[actions["n_chars"].idxmax(), "action_index"])
+    at.selectbox(key="tok_action").set_value(target).run()
+    tokens = at.dataframe[1].value
+    owner = [k for k, (a, b) in enumerate(zip(actions.start, actions.end)) for _ in range(a, b)]
+    for role, by_record in demo.tokens.items():
+        cached = by_record[rid]
+        mine = tokens[tokens.role == role]
+        expected = []  # majority of a token's characters, ties to the earlier action, by counting
+        for t, (s, e) in enumerate(cached.offsets.tolist()):
+            if e > s and not cached.straddle[t]:
+                counts = Counter(owner[s:e])
+                best = max(counts.values())
+                if min(k for k, v in counts.items() if v == best) == target:
+                    expected.append(t)
+        widths = cached.offsets[mine.token_index.to_numpy()]
+        assert [t for t, (s, e) in zip(mine.token_index, widths) if e > s] == expected, role
+        np.testing.assert_array_equal(mine.logprob.to_numpy(), cached.logprobs[mine.token_index.to_numpy()])
+        assert mine.logprob.sum() == pytest.approx(actions[f"sum_logp_{role}"].iloc[target], abs=1e-9)
+        assert len(mine) == actions[f"n_tokens_{role}"].iloc[target]
+    html = "".join(h.proto.body for h in at.html)
+    assert html.count('class="rdpt-tok"') == len(tokens)

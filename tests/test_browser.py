@@ -1,5 +1,16 @@
-"""Real browser: `streamlit run` + Playwright driving Debian's Chromium (never `playwright install`)."""
+"""Real browser: `streamlit run app.py` + Playwright driving Debian's Chromium (never
+`playwright install`), at 1400×900 like a researcher's laptop.
 
+What a user does: open every page, click every download button and open what arrives, look at
+every chart (its plot area, its legend, its axis labels), move β and watch the colours change.
+Screenshots of every page land in ``out/screenshots/`` for a person to review.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
 import shutil
 import socket
 import subprocess
@@ -7,18 +18,33 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from conftest import DEMO, REPO
+from chart_geometry import measure_charts, overlapping
+from conftest import DEMO, LAB, REPO
 from rdpt_core.provenance import classify_table
 from rdpt_core.render import class_counts
 from rdpt_core.store import load_corpus
 
 pytestmark = pytest.mark.slow
 SHOTS = REPO / "out" / "screenshots"
+VIEWPORT = {"width": 1400, "height": 900}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# url path → what the page shows when it is ready
+PAGES = {
+    "": "Current set-up",
+    "explorer": "Tokens of one action",
+    "corpus": "Behaviours per class",
+    "beta-tuning": "Overlap of every pair of classes",
+    "models": "Memory before loading",
+    "trajectories": "records of the dataset are not scored yet",
+    "data-selection": "Export",
+    "sources": "Length against difficulty",
+}
 
 
 def free_port() -> int:
@@ -28,12 +54,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def server(tmp_path_factory):
+    """The app as `make app` starts it (``python -m rdpt_app``); its log is kept to check for
+    server-side errors."""
     port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "rdpt_app", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -46,9 +76,10 @@ def app_url():
     else:
         proc.kill()
         pytest.fail("streamlit did not become healthy within 90 s")
-    yield url
+    yield url, log_path
     proc.terminate()
     proc.wait(timeout=20)
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +94,110 @@ def browser():
         b.close()
 
 
+def open_page(browser, url: str, path: str, query: str = ""):
+    page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    page.goto(f"{url}/{path}{query}", wait_until="networkidle")
+    page.get_by_text(PAGES[path], exact=False).first.wait_for(timeout=90_000)
+    wait_idle(page)
+    return page
+
+
+def wait_idle(page, timeout: float = 90) -> None:
+    """Until Streamlit has finished the run (no 'Running…' status) and charts are drawn."""
+    deadline = time.monotonic() + timeout
+    time.sleep(0.5)
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count()
+        if not running:
+            break
+        time.sleep(0.3)
+    time.sleep(1.0)  # vega-embed draws asynchronously after the delta arrives
+
+
+def shoot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls its main section, not the window, so the viewport is
+    stretched to the content's height for the picture (widths, and so the layout, stay)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 900")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], int(height))})
+    time.sleep(0.5)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size(VIEWPORT)
+
+
+def visit(page, name: str) -> tuple[dict[str, bytes], int]:
+    """Look at every chart and click every download button of the page, opening each tab in
+    turn (what a tab hides is neither seen nor clickable). Returns the files that arrived, by
+    name, and how many charts were measured."""
+    got: dict[str, bytes] = {}
+    measured: set[int] = set()
+    tabs = page.locator('[data-testid="stTab"]')
+    for tab in [None, *range(tabs.count())]:
+        if tab is not None:
+            tabs.nth(tab).click()
+            wait_idle(page, 30)
+        for chart in check_charts(page, name):
+            measured.add(chart["index"])
+        shoot(page, name if tab is None else f"{name}-tab{tab + 1}")
+        download_visible(page, got)
+    return got, len(measured)
+
+
+def download_visible(page, got: dict[str, bytes]) -> None:
+    """Click each visible download button and keep what arrives."""
+    buttons = page.locator('[data-testid="stDownloadButton"] button')
+    for i in range(buttons.count()):
+        button = buttons.nth(i)
+        if not button.is_visible():
+            continue
+        label = button.inner_text()
+        with page.expect_download(timeout=120_000) as info:
+            button.click()
+        download = info.value
+        assert download.failure() is None, (label, download.failure())
+        body = Path(download.path()).read_bytes()
+        assert body, f"{label}: the file that arrived is empty"
+        got.setdefault(download.suggested_filename, body)
+
+
+def check_file(name: str, body: bytes) -> None:
+    """Each type opens as what it claims to be."""
+    if name.endswith(".png"):
+        assert body[:8] == b"\x89PNG\r\n\x1a\n", name
+    elif name.endswith(".svg"):
+        text = body.decode()
+        assert text.lstrip().startswith("<svg") and "<script" not in text, name
+    elif name.endswith(".csv"):
+        assert len(pd.read_csv(io.BytesIO(body))) > 0, name
+    elif name.endswith(".parquet"):
+        assert len(pd.read_parquet(io.BytesIO(body))) > 0, name
+    elif name.endswith(".jsonl"):
+        assert all(json.loads(line) for line in body.decode().splitlines()), name
+    elif name.endswith(".html"):
+        text = body.decode()
+        assert text.startswith("<!doctype html>") and "<script" not in text.lower(), name
+    else:
+        pytest.fail(f"unexpected download {name}")
+
+
+def check_charts(page, name: str) -> list[dict]:
+    """Measure the charts in view (those in a hidden tab have no geometry yet)."""
+    charts = [c for c in measure_charts(page) if c.get("plot") is not None]
+    for chart in charts:
+        where = f"{name} chart {chart['index']}"
+        assert chart["renderer"] == "svg", where
+        assert chart["plot"]["height"] >= 150, (where, chart["plot"])
+        for legend in chart["legends"]:
+            assert legend["right"] <= VIEWPORT["width"], (where, legend)
+        assert chart["outer"]["right"] <= VIEWPORT["width"] + 1, (where, chart["outer"])
+        for axis in chart["axes"]:
+            assert not overlapping(axis["labels"]), (where, axis)
+            names = [*axis["hidden_labels"], *(label["text"] for label in axis["labels"])]
+            if any(re.search(r"[A-Za-z_]{3,}", str(n)) for n in names):  # a category axis: show every name
+                assert not axis["hidden_labels"], (where, axis["hidden_labels"])
+    return charts
+
+
 def page_counts(page) -> tuple[dict[str, int], Counter]:
     legend = page.eval_on_selector_all(
         ".rdpt-legend-item", "els => els.map(e => [e.dataset.cls, Number(e.dataset.count)])")
@@ -70,19 +205,25 @@ def page_counts(page) -> tuple[dict[str, int], Counter]:
     return dict(legend), Counter(spans)
 
 
-def test_explorer_in_chromium_recolours_when_beta_moves(app_url, browser):
+def test_explorer_in_chromium_recolours_when_beta_moves(server, browser):
     from test_app import record_where_beta_matters
 
+    url, _ = server  # the first visit of a fresh server is this deep link, as a shared link would be
     rid, rows = record_where_beta_matters(load_corpus(DEMO).actions("paper"))
-    alerts = []
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    alerts: list[str] = []
+    page = open_page(browser, url, "explorer", f"?record={rid}")
     page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
-    page.goto(f"{app_url}/Explorer?record={rid}", wait_until="networkidle")
-    page.wait_for_selector(".rdpt-legend-item", timeout=60_000)
+    assert page.locator('[data-testid="stDialog"]').count() == 0  # no "Page not found"
     legend, spans = page_counts(page)
     expected = class_counts(classify_table(rows, 0.1, 0.1))
     assert legend == expected
-    assert {c: n for c, n in spans.items()} == {c: n for c, n in expected.items() if n}
+    assert dict(spans) == {c: n for c, n in expected.items() if n}
+
+    # the styled tooltip appears on hover, with the numbers
+    first = page.locator(".rdpt-response .rdpt-act").first
+    first.hover()
+    tip = first.evaluate("e => getComputedStyle(e, '::after').content")
+    assert "p_T" in tip and "Δ_TS" in tip
 
     # focus the β slider in the sidebar and step it down from 0.10 to 0.01 with the keyboard
     thumb = page.locator('[data-testid="stSidebar"] input[aria-label="β (Teacher / Student)"]')
@@ -100,18 +241,77 @@ def test_explorer_in_chromium_recolours_when_beta_moves(app_url, browser):
         if legend == want:
             break
         time.sleep(0.5)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "explorer-beta-0.01.png"), full_page=True)
+    shoot(page, "explorer-beta-0.01")
     assert legend == want, (legend, want)
     assert legend != expected
-    assert {c: n for c, n in spans.items()} == {c: n for c, n in want.items() if n}
+    assert dict(spans) == {c: n for c, n in want.items() if n}
     assert not alerts
+    # the address bar is a link to this response of this dataset
+    from urllib.parse import parse_qs, urlparse
+
+    assert parse_qs(urlparse(page.url).query) == {"dataset": ["demo"], "record": [rid]}
     page.close()
 
 
-def test_report_opens_offline_with_every_chart_rendered(browser, tmp_path):
-    import pandas as pd
+def test_every_page_every_download_and_every_chart(server, browser):
+    url, log_path = server
+    downloads: dict[str, dict[str, bytes]] = {}
+    drawn: dict[str, int] = {}
+    for path in PAGES:
+        page = open_page(browser, url, path)
+        name = path or "home"
+        downloads[name], drawn[name] = visit(page, name)
+        for file_name, body in downloads[name].items():
+            check_file(file_name, body)
+        page.close()
+    # every chart has its two downloads; the data downloads are all there
+    assert drawn == {"home": 0, "explorer": 1, "corpus": 4, "beta-tuning": 1, "models": 0, "trajectories": 0,
+                     "data-selection": 2, "sources": 2}
+    assert sorted(downloads["corpus"]) == sorted(
+        ["rdpt-report.html"] + [f"rdpt-{s}.{e}" for s in ("curves", "n_j", "mean-probability", "behaviours")
+                                for e in ("png", "svg")])
+    assert {n.rsplit(".", 1)[1] for n in downloads["explorer"]} == {"csv", "parquet", "png", "svg"}
+    assert len(downloads["explorer"]) == 5
+    assert sorted(downloads["data-selection"]) == sorted(
+        ["chosen-max_teacher_count.jsonl", "selection-features.csv", "rdpt-selection-report.html",
+         "rdpt-selection.png", "rdpt-selection.svg", "rdpt-agreement.png", "rdpt-agreement.svg"])
+    assert sorted(downloads["sources"]) == sorted(
+        ["sources.csv", "source-responses.csv", "rdpt-sources-report.html", "rdpt-source-lengths.png",
+         "rdpt-source-lengths.svg", "rdpt-length-vs-difficulty.png", "rdpt-length-vs-difficulty.svg"])
+    assert sorted(downloads["beta-tuning"]) == ["rdpt-beta-histograms.png", "rdpt-beta-histograms.svg"]
 
+    # what arrived is what the library computes
+    check_chosen_jsonl(downloads["data-selection"]["chosen-max_teacher_count.jsonl"])
+    corpus_report = downloads["corpus"]["rdpt-report.html"].decode()
+    for section in ("Settings", "Class share by position", "Mean probability by position",
+                    "Correct vs incorrect responses", "Choosing β", "Behaviours per class", "Example responses"):
+        assert f"<h2>{section}</h2>" in corpus_report, section
+    assert "<h2>Teacher-guided data selection</h2>" in downloads["data-selection"]["rdpt-selection-report.html"].decode()
+    assert "<h2>Distillation sources</h2>" in downloads["sources"]["rdpt-sources-report.html"].decode()
+    explorer_csv = pd.read_csv(io.BytesIO(next(b for n, b in downloads["explorer"].items()
+                                               if n.endswith(".csv") and "tokens" not in n)))
+    assert {"d_TS", "margin_alpha", "margin_beta", "to_flip", "cls"} <= set(explorer_csv.columns)
+
+    log = log_path.read_text()
+    assert "Traceback" not in log and "MediaFileStorageError" not in log, log[-3000:]
+    assert "Inotify" not in log
+
+
+def check_chosen_jsonl(body: bytes) -> None:
+    """Every exported row is its input line (read here with json) plus the rdpt_* columns, and
+    the picks are rdpt_core's."""
+    from rdpt_core.selection import response_features, select
+
+    inputs = {row["record_id"]: row for row in map(json.loads, (LAB / "teacher_data.jsonl").read_text().splitlines())}
+    rows = [json.loads(line) for line in body.decode().splitlines()]
+    want = select(response_features(load_corpus(LAB / "teacher_corpus").actions("paper"), 0.1), "max_teacher_count")
+    assert [r["record_id"] for r in rows] == want["record_id"].tolist()
+    for row in rows:
+        assert {k: v for k, v in row.items() if not k.startswith("rdpt_")} == inputs[row["record_id"]]
+        assert row["rdpt_strategy"] == "max_teacher_count" and row["rdpt_beta"] == pytest.approx(0.1)
+
+
+def test_report_opens_offline_with_every_chart_rendered(browser, tmp_path):
     from rdpt_core.report import build_report
 
     scores = pd.read_parquet(DEMO.parent / "demo_scores.parquet")
@@ -119,7 +319,7 @@ def test_report_opens_offline_with_every_chart_rendered(browser, tmp_path):
     path.write_text(build_report(scores, 0.1, 0.1, min_n=5), encoding="utf-8")
     context = browser.new_context(offline=True)  # nothing may come from a network
     page = context.new_page()
-    requests = []
+    requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(path.as_uri(), wait_until="load")
     charts = page.eval_on_selector_all(
@@ -128,6 +328,5 @@ def test_report_opens_offline_with_every_chart_rendered(browser, tmp_path):
     assert all(width > 100 for _, width in charts)  # drawn, not empty
     assert page.locator(".rdpt-response").count() == 3
     assert requests == [path.as_uri()]
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
+    shoot(page, "report")
     context.close()

@@ -1,17 +1,16 @@
-"""Distillation sources (SPEC §1.12): per source, the response-length distribution, perplexity
+"""Distillation sources (docs/method.md): per source, the response-length distribution, perplexity
 under one reference model, and length against question difficulty (adaptive length)."""
 
 import streamlit as st
 
-from rdpt_app.state import (
-    StreamlitProgress, backend_for, chart_downloads, page_setup, roles_available, sources_demo,
-    spec_for, spec_key,
-)
+from rdpt_app.loaders import backend, sources_demo, spec_key
+from rdpt_app.scoring import roles_available, spec_for
+from rdpt_app.state import settings
+from rdpt_app.widgets import StreamlitProgress, chart, download
 from rdpt_core.charts import length_difficulty_chart, length_histogram_chart
 from rdpt_core.report import build_report
 from rdpt_core.sources import adaptivity, histogram, length_stats, length_vs_difficulty, response_table, score_reference
 
-page_setup("Distillation sources")
 st.title("Distillation sources")
 ss = st.session_state
 BUNDLED = "Bundled: AIME24, three SkyThought models (reference: SmolLM2-135M)"
@@ -33,7 +32,7 @@ else:
     done = {**from_corpus, **scored_here}
     todo = [r for r in records if r.record_id not in done]
     if todo and st.button(f"Score {len(todo)} response(s) with {spec.label}", key="src_score", type="primary"):
-        scored_here.update(score_reference(todo, backend_for(spec_key(spec), spec), progress=StreamlitProgress))
+        scored_here.update(score_reference(todo, backend(spec), progress=StreamlitProgress))
         st.rerun()
     responses = response_table(records, done)
     if responses.empty:
@@ -56,27 +55,29 @@ st.dataframe(stats, hide_index=True)
 st.caption("std is the sample standard deviation; cv = std / mean (length diversity). Perplexity = "
            "exp(−mean token log-prob) over all of a source's response tokens.")
 bins = st.slider("Histogram bins", 5, 60, 20, key="src_bins")
-hist_chart = length_histogram_chart(histogram(responses, bins, column))
-st.altair_chart(hist_chart, width="stretch")
-chart_downloads(hist_chart, "source-lengths")
+chart(length_histogram_chart(histogram(responses, bins, column)), "source-lengths")
 
 st.subheader("Length against difficulty")
 points = length_vs_difficulty(responses, column)
 if points.empty:
     st.info("No question has a response with a known correctness from every source.")
 else:
-    diff_chart = length_difficulty_chart(points)
-    st.altair_chart(diff_chart, width="stretch")
-    chart_downloads(diff_chart, "length-vs-difficulty")
+    chart(length_difficulty_chart(points), "length-vs-difficulty")
     st.dataframe(adaptivity(responses, column), hide_index=True)
     st.caption(f"{points.question_id.nunique()} shared questions. Solve rate = share of sources answering "
                "correctly; a negative Spearman ρ means longer responses to harder questions.")
 
 d = st.columns(3)
-d[0].download_button("Per-source statistics (CSV)", lambda: stats.to_csv(index=False), "sources.csv", "text/csv",
-                     on_click="ignore", key="src_dl_stats")
-d[1].download_button("Per-response table (CSV)", lambda: responses.to_csv(index=False), "source-responses.csv",
-                     "text/csv", on_click="ignore", key="src_dl_responses")
-d[2].download_button("Report (HTML)", lambda: build_report(None, ss.alpha, ss.beta, {"reference model": reference},
-                                                           title="RDPT distillation sources", sources=responses),
-                     "rdpt-sources-report.html", "text/html", on_click="ignore", key="src_dl_report")
+now = settings()
+
+
+def report() -> str:
+    return build_report(None, now.alpha, now.beta, {"reference model": reference}, title="RDPT distillation sources",
+                        sources=responses)
+
+
+download(d[0], "Per-source statistics (CSV)", lambda: stats.to_csv(index=False), "sources.csv", "text/csv",
+         "src_dl_stats")
+download(d[1], "Per-response table (CSV)", lambda: responses.to_csv(index=False), "source-responses.csv", "text/csv",
+         "src_dl_responses")
+download(d[2], "Report (HTML)", report, "rdpt-sources-report.html", "text/html", "src_dl_report")

@@ -2,21 +2,21 @@
 
 import streamlit as st
 
-from rdpt_app.state import chart_downloads, current_actions, page_setup
+from rdpt_app.state import current_actions, settings
+from rdpt_app.widgets import chart
 from rdpt_core import stats
 from rdpt_core.charts import beta_histograms
+from rdpt_core.provenance import class_column
 
-page_setup("β tuning")
 st.title("β tuning")
-ss = st.session_state
 table = current_actions()
 if table is None:
     st.info("Nothing scored yet: score a dataset on the Trajectories page.")
     st.stop()
-column = "cls" if "cls" in table.columns else "cls3"
+column = class_column(table)
 c1, c2 = st.columns([3, 1])
 grid_text = c1.text_input("β grid", ", ".join(f"{b:.2f}" for b in stats.beta_grid()), key="beta_grid")
-bins = c2.number_input("Histogram bins", 2, 50, 10, key="beta_bins")
+bins = int(c2.number_input("Histogram bins", 2, 50, 10, key="beta_bins"))
 try:
     betas = sorted({float(x) for x in grid_text.replace(";", ",").split(",") if x.strip()})
     if not betas or not all(0 <= b <= 1 for b in betas):
@@ -25,17 +25,17 @@ except ValueError:
     st.error("The grid must be numbers between 0 and 1, separated by commas.")
     st.stop()
 
-overlaps = stats.beta_overlaps(table, ss.alpha, betas, int(bins), column)
+alpha = settings().alpha
+overlaps = stats.beta_overlaps(table, alpha, betas, bins, column)
 suggested = stats.suggest_beta(overlaps)
 if suggested is not None:
     st.success(f"Suggested β = {suggested:.2f}: the two most frequent classes overlap least there.")
-    if st.button(f"Apply β = {suggested:.2f}", type="primary"):
-        ss.beta = suggested
-        st.rerun()
-props = stats.proportions_by_beta(table, ss.alpha, betas, column)
-chart = beta_histograms(props, suggested, int(bins))
-st.altair_chart(chart)
-chart_downloads(chart, "beta-histograms")
+    # a callback: the β slider is drawn before this page, so its value is set before the rerun
+    st.button(f"Apply β = {suggested:.2f}", type="primary", key="beta_apply",
+              on_click=lambda: st.session_state.update(beta=suggested))
+props = stats.proportions_by_beta(table, alpha, betas, column)
+chart(beta_histograms(props, suggested, bins), "beta-histograms")
 st.subheader("Overlap of every pair of classes")
 st.dataframe(overlaps.pivot_table(index=["class_a", "class_b"], columns="beta", values="overlap").round(3))
-st.caption("Overlap = Σ over bins of min(h_a, h_b) of the two normalised histograms (1: identical).")
+st.caption("Overlap = Σ over bins of min(h_a, h_b) of the two normalised histograms (1: identical). "
+           "Each histogram counts responses (one proportion per response), not actions.")

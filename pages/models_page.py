@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from rdpt_app.state import backend_for, page_setup, spec_for, spec_key
+from rdpt_app.loaders import backend
+from rdpt_app.scoring import spec_for
 from rdpt_core.models import DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, ZOO, estimate_memory
 from rdpt_core.scoring import ROLES
 
-page_setup("Models")
 st.title("Models")
 st.caption("Pick a packaged model or give any Hugging Face hub id or local directory. Scoring loads "
            "one model at a time and frees it before the next, so each must fit on its own.")
@@ -57,17 +57,23 @@ for role, tab in zip(ROLES, st.tabs([r.capitalize() for r in ROLES])):
                        "Only tick it for repositories you trust.")
 
 
-def specs() -> dict:
-    out = {}
+def specs() -> tuple[dict, list[str]]:
+    """The usable spec of every role that is on, and what is wrong with the others."""
+    out, errors = {}, []
     for role in ROLES:
         try:
             spec = spec_for(role)
-        except (ValueError, FileNotFoundError) as err:
-            st.error(f"{role}: {err}")
+        except (ValueError, OSError) as err:
+            errors.append(f"{role}: {err}")
             continue
         if spec is not None:
             out[role] = spec
-    return out
+    return out, errors
+
+
+chosen, spec_errors = specs()
+for message in spec_errors:  # e.g. a local directory that does not exist
+    st.error(message)
 
 
 def available_memory() -> tuple[str, int]:
@@ -82,45 +88,73 @@ def available_memory() -> tuple[str, int]:
 
 
 st.divider()
+
+
+def memory_rows(n_tokens: int) -> tuple[list[dict], list[str]]:
+    """Per role, the estimate for one forward pass (a longer sequence is scored in windows)."""
+    from rdpt_core.backends.hf import resolve_device, resolve_dtype
+
+    rows, errors = [], []
+    for role, spec in chosen.items():
+        try:
+            est = estimate_memory(spec, n_tokens, resolve_dtype(spec.dtype, resolve_device(spec.device)))
+        except Exception as err:  # unreachable hub, bad config: say which role
+            errors.append(f"{role}: cannot estimate ({err})")
+            continue
+        rows.append({"role": role, "model": spec.label, "parameters (M)": round(est.n_params / 1e6, 1),
+                     "window (tokens)": est.window, "one pass (tokens)": est.pass_tokens,
+                     "weights (GiB)": round(est.weight_bytes / 2**30, 2),
+                     "forward pass (GiB)": round(est.activation_bytes / 2**30, 2),
+                     "total (GiB)": round(est.total_bytes / 2**30, 2), "windowed": est.windowed})
+    return rows, errors
+
+
+def tokenizer_rows() -> tuple[list[dict], list[str]]:
+    rows, errors = [], []
+    for role, spec in chosen.items():
+        try:
+            f = backend(spec).facts()
+        except Exception as err:
+            errors.append(f"{role}: cannot load the tokenizer of {spec.label}: {err}")
+            continue
+        rows.append({"role": role, "model": spec.label, "vocabulary": f.vocab_size, "BOS": f.bos_token,
+                     "adds BOS": f.adds_bos, "chat template": f.has_chat_template, "window": f.context_window,
+                     "special tokens": len(f.special_tokens)})
+    return rows, errors
+
+
+# Results live in the session, so one panel's button does not wipe the other's table.
 left, right = st.columns(2)
 with left:
     st.subheader("Memory before loading")
-    n_tokens = st.number_input("Longest sequence to score (tokens)", 256, 131072, 8192, step=256)
+    n_tokens = int(st.number_input("Longest sequence to score (tokens)", 256, 131072, 8192, step=256, key="m_tokens"))
     if st.button("Estimate memory"):
-        from rdpt_core.backends.hf import resolve_device, resolve_dtype
-
         where, free = available_memory()
-        rows = []
-        for role, spec in specs().items():
-            try:
-                est = estimate_memory(spec, int(n_tokens), resolve_dtype(spec.dtype, resolve_device(spec.device)))
-            except Exception as err:  # unreachable hub, bad config: say which role
-                st.error(f"{role}: cannot estimate ({err})")
-                continue
-            rows.append({"role": role, "model": spec.label, "parameters (M)": round(est.n_params / 1e6, 1),
-                         "weights (GiB)": round(est.weight_bytes / 2**30, 2),
-                         "forward pass (GiB)": round(est.activation_bytes / 2**30, 2),
-                         "total (GiB)": round(est.total_bytes / 2**30, 2),
-                         "fits": est.total_bytes <= free})
+        ss.memory_estimate = (n_tokens, where, free, *memory_rows(n_tokens))
+    if "memory_estimate" in ss:
+        asked, where, free, rows, errors = ss.memory_estimate
+        for error in errors:
+            st.error(error)
         if rows:
-            st.dataframe(pd.DataFrame(rows), hide_index=True)
-            st.caption(f"Compared with {where}: {free / 2**30:.1f} GiB.")
-            for row in rows:
+            table = pd.DataFrame(rows).assign(fits=lambda d: d["total (GiB)"] * 2**30 <= free)
+            st.dataframe(table, hide_index=True)
+            st.caption(f"For a {asked:,}-token sequence, compared with {where}: {free / 2**30:.1f} GiB. "
+                       "One model is in memory at a time.")
+            for row in table.to_dict("records"):
+                if row["windowed"]:
+                    st.info(f"{row['role']} ({row['model']}): {asked:,} tokens exceed its {row['window (tokens)']:,}-token "
+                            "window, so such a response is scored in overlapping windows of that size; the "
+                            "actions scored with a cut left context are flagged (truncated_*).")
                 if not row["fits"]:
                     st.error(f"{row['role']} ({row['model']}) won't fit: needs ~{row['total (GiB)']} GiB. "
                              "Try nf4 or 8-bit quantization, or a shorter window.")
 with right:
     st.subheader("Tokenizers")
     if st.button("Load tokenizers"):
-        facts = []
-        for role, spec in specs().items():
-            try:
-                f = backend_for(spec_key(spec), spec).facts()
-            except Exception as err:
-                st.error(f"{role}: cannot load the tokenizer of {spec.label}: {err}")
-                continue
-            facts.append({"role": role, "model": spec.label, "vocabulary": f.vocab_size,
-                          "BOS": f.bos_token, "adds BOS": f.adds_bos, "chat template": f.has_chat_template,
-                          "window": f.context_window, "special tokens": len(f.special_tokens)})
-        if facts:
-            st.dataframe(pd.DataFrame(facts), hide_index=True)
+        ss.tokenizer_facts = tokenizer_rows()
+    if "tokenizer_facts" in ss:
+        rows, errors = ss.tokenizer_facts
+        for error in errors:
+            st.error(error)
+        if rows:
+            st.dataframe(pd.DataFrame(rows), hide_index=True)

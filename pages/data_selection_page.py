@@ -1,11 +1,11 @@
-"""Data selection (paper section 4, SPEC §1.11): keep, per question, the teacher response a
+"""Data selection (paper section 4; docs/method.md): keep, per question, the teacher response a
 strategy prefers (the paper's: most Teacher actions), compare strategies, export the picks."""
 
 import streamlit as st
 
-from rdpt_app.state import (
-    actions_of, chart_downloads, corpus_key, page_setup, teacher_corpus, teacher_origins,
-)
+from rdpt_app.loaders import actions_of, corpus_key, teacher_corpus, teacher_origins
+from rdpt_app.state import settings
+from rdpt_app.widgets import chart, download
 from rdpt_core.charts import agreement_chart, selection_chart
 from rdpt_core.records import jsonl_lines
 from rdpt_core.report import build_report
@@ -14,7 +14,6 @@ from rdpt_core.selection import (
     strategy_summary,
 )
 
-page_setup("Data selection")
 st.title("Teacher-guided data selection")
 ss = st.session_state
 LAB = "Lab: teacher samples (4 per question, scored by T and S)"
@@ -39,8 +38,9 @@ else:
                 "Trajectories page.")
         st.stop()
 
-table = actions_of(corpus_key(corpus), corpus, ss.segmenter)
-features = response_features(table, ss.beta)
+now = settings()
+table = actions_of(corpus_key(corpus), corpus, now.segmenter)
+features = response_features(table, now.beta)
 if not has_candidates(table):
     st.warning("Every question has a single response, so every strategy keeps all of them. Selection "
                "needs several responses per question (the same question_id).")
@@ -58,42 +58,43 @@ m[2].metric("Mean Teacher actions, picked", f"{picked.n_teacher.mean():.2f}",
             f"{picked.n_teacher.mean() - features.n_teacher.mean():+.2f} vs all")
 m[3].metric("Mean length, picked (tokens)", f"{picked.n_tokens.mean():.0f}",
             f"{picked.n_tokens.mean() - features.n_tokens.mean():+.0f} vs all")
-st.caption(f"Teacher = an action with p_T − p_S > β (3-class rule) at β = {ss.beta:.2f}, {ss.segmenter} "
+st.caption(f"Teacher = an action with p_T − p_S > β (3-class rule) at β = {now.beta:.2f}, {now.segmenter} "
            "segmenter. Ties go to the response that comes first in the input.")
 
 picks_tab, compare_tab, agree_tab, all_tab = st.tabs(["Picks", "Strategies compared", "Agreement", "All responses"])
 with picks_tab:
     st.dataframe(picked, hide_index=True)
 with compare_tab:
-    chart = selection_chart(stacked)
-    st.altair_chart(chart, width="content")
-    chart_downloads(chart, "selection")
+    chart(selection_chart(stacked), "selection")
     st.dataframe(strategy_summary(stacked))
     st.markdown("**What each strategy kept, per question**")
     st.dataframe(kept_per_question(stacked))
 with agree_tab:
     matrix = agreement(stacked)
-    a_chart = agreement_chart(matrix)
-    st.altair_chart(a_chart, width="content")
-    chart_downloads(a_chart, "agreement")
+    chart(agreement_chart(matrix), "agreement")
     st.caption("Share of questions on which two strategies keep the same response.")
 with all_tab:
     st.dataframe(features, hide_index=True)
 
 st.subheader("Export")
 d = st.columns(3)
+records = corpus.records
+report_settings = {"data": data, "segmenter": now.segmenter}
 
 
 def chosen_jsonl() -> str:
-    return "".join(jsonl_lines(export_rows(picked, corpus.records, origins, strategy, ss.beta)))
+    return "".join(jsonl_lines(export_rows(picked, records, origins, strategy, now.beta)))
 
 
-d[0].download_button(f"Chosen responses ({len(picked)}, JSONL)", chosen_jsonl, f"chosen-{strategy}.jsonl",
-                     "application/jsonl", on_click="ignore", type="primary", key="sel_dl_jsonl")
-d[1].download_button("Features of every response (CSV)", lambda: features.to_csv(index=False),
-                     "selection-features.csv", "text/csv", on_click="ignore", key="sel_dl_csv")
-d[2].download_button("Report (HTML)", lambda: build_report(None, ss.alpha, ss.beta, {"data": data, "segmenter": ss.segmenter},
-                                                           title="RDPT data selection", selection=features, seed=seed),
-                     "rdpt-selection-report.html", "text/html", on_click="ignore", key="sel_dl_report")
+def report() -> str:
+    return build_report(None, now.alpha, now.beta, report_settings, title="RDPT data selection",
+                        selection=features, seed=seed)
+
+
+download(d[0], f"Chosen responses ({len(picked)}, JSONL)", chosen_jsonl, f"chosen-{strategy}.jsonl",
+         "application/jsonl", "sel_dl_jsonl", primary=True)
+download(d[1], "Features of every response (CSV)", lambda: features.to_csv(index=False), "selection-features.csv",
+         "text/csv", "sel_dl_csv")
+download(d[2], "Report (HTML)", report, "rdpt-selection-report.html", "text/html", "sel_dl_report")
 st.caption("The JSONL keeps every field of the input rows (SkyThought rows are cut to the chosen "
            "response) and adds rdpt_strategy, rdpt_beta and rdpt_<feature> columns.")

@@ -1,0 +1,135 @@
+"""Cached loaders: the built-in datasets, derived tables and model backends.
+
+``st.cache_resource`` objects are shared by every session, so they are treated as read-only:
+nothing mutates a corpus or record list in place (``ScoredCorpus.merged`` returns a new one).
+``st.cache_data`` derived tables are keyed on :func:`corpus_key`, the content of a corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from rdpt_core.backends import ScoringBackend, create_backend
+from rdpt_core.models import PROJECT_ROOT, ModelSpec
+from rdpt_core.records import load_records
+from rdpt_core.scoring import ScoredCorpus
+from rdpt_core.store import load_corpus
+from rdpt_core.workspace import LoadedDataset, Workspace
+
+DEMO_DIR = Path(os.environ.get("RDPT_DEMO_DIR", PROJECT_ROOT / "demo" / "lab"))
+DATA_DIR = PROJECT_ROOT / "data"
+SOURCES_DEMO = DATA_DIR / "aime24_sources" / "responses.parquet"
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A dataset shipped with the repo: a scored corpus folder or a file of records."""
+
+    title: str
+    path: Path
+    scored: bool
+
+
+BUILTINS: dict[str, Builtin] = {
+    "demo": Builtin("Demo: lab lineage (distilled model's test answers)", DEMO_DIR / "corpus", True),
+    "math500-subset": Builtin("MATH500 subset: 20 real Sky-T1 responses, scored", DATA_DIR / "math500_subset" / "corpus",
+                              True),
+    "lab-teacher-data": Builtin("Lab: teacher data (several teacher answers per question)",
+                                DEMO_DIR / "teacher_data.jsonl", False),
+    "lab-test-trajectories": Builtin("Lab: test trajectories (distilled and student)",
+                                     DEMO_DIR / "test_trajectories.jsonl", False),
+    "aime24-sky-t1": Builtin("SkyThought AIME24 · distilled (Sky-T1)",
+                             DATA_DIR / "skythought" / "aime24.sky-t1-correct-5k-27b.jsonl", False),
+    "aime24-gemma": Builtin("SkyThought AIME24 · student (gemma-2-27b-it)",
+                            DATA_DIR / "skythought" / "aime24.gemma-2-27b-it.jsonl", False),
+    "math500-sky-t1": Builtin("SkyThought MATH500 · distilled (Sky-T1)",
+                              DATA_DIR / "skythought" / "math500.sky-t1-correct-5k-27b.jsonl", False),
+    "math500-gemma": Builtin("SkyThought MATH500 · student (gemma-2-27b-it)",
+                             DATA_DIR / "skythought" / "math500.gemma-2-27b-it.jsonl", False),
+}
+DEMO_ID = "demo"
+
+
+def workspace() -> Workspace:
+    """Where working datasets persist (``RDPT_WORKSPACE_DIR``; default ``workspace/``, git-ignored)."""
+    return Workspace(os.environ.get("RDPT_WORKSPACE_DIR", PROJECT_ROOT / "workspace"))
+
+
+@st.cache_resource(show_spinner="Loading a bundled dataset…", max_entries=8)
+def builtin_dataset(dataset_id: str) -> LoadedDataset:
+    """A built-in dataset (shared by all sessions: read it, never change it)."""
+    entry = BUILTINS[dataset_id]
+    if entry.scored:
+        corpus = load_corpus(entry.path)
+        return LoadedDataset(dataset_id, entry.title, list(corpus.records), corpus, {})
+    loaded = load_records(entry.path)
+    return LoadedDataset(dataset_id, entry.title, loaded.records, None, loaded.origins)
+
+
+@st.cache_resource(show_spinner="Loading the lab's scored teacher samples…")
+def teacher_corpus() -> ScoredCorpus:
+    """The lab's teacher samples (several per question) scored by T and S: the selection demo."""
+    return load_corpus(DEMO_DIR / "teacher_corpus")
+
+
+@st.cache_resource(show_spinner=False)
+def teacher_origins() -> dict:
+    """Input rows of the lab's teacher samples (for exports in their own schema)."""
+    return load_records(DEMO_DIR / "teacher_data.jsonl").origins
+
+
+@st.cache_data(show_spinner=False)
+def sources_demo() -> tuple[pd.DataFrame, str]:
+    """AIME24 responses of three SkyThought models under one reference model, and its label."""
+    table = pd.read_parquet(SOURCES_DEMO)
+    return table, str(table.attrs.get("reference", "reference model"))
+
+
+def corpus_key(corpus: ScoredCorpus) -> str:
+    """Identity of a corpus's content for the derived-table caches: models, records (ids and
+    texts' lengths) and the token scores themselves (a sum per role and record)."""
+    h = hashlib.sha256(repr(sorted(corpus.models.items())).encode())
+    h.update(repr(corpus.markers).encode())
+    for r in corpus.records:
+        h.update(f"{r.record_id}\0{len(r.prompt)}\0{len(r.response)}\0{r.correct}\0{r.source}\0".encode())
+    for role in sorted(corpus.tokens):
+        sums = np.array([np.nansum(s.logprobs) for s in corpus.tokens[role].values()], dtype=np.float64)
+        h.update(role.encode() + sums.tobytes() + "\0".join(corpus.tokens[role]).encode())
+    return h.hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def actions_of(key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.DataFrame:
+    """The action table of a corpus for one segmenter (re-segmentation needs no model)."""
+    return _corpus.actions(segmenter)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def behaviour_tags(key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.Series:
+    """Behaviour tags of the corpus's actions (independent of α and β, so cached)."""
+    from rdpt_core.behaviours import tag_actions
+
+    return tag_actions(actions_of(key, _corpus, segmenter))
+
+
+def spec_key(spec: ModelSpec) -> str:
+    return json.dumps(spec.to_dict(), sort_keys=True, default=str)
+
+
+@st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=6)
+def backend_for(key: str, _spec: ModelSpec) -> ScoringBackend:
+    """One backend per spec, shared across sessions (its weights load lazily, on a cache miss).
+    Callers only score with it, never change its settings."""
+    return create_backend(_spec)
+
+
+def backend(spec: ModelSpec) -> ScoringBackend:
+    return backend_for(spec_key(spec), spec)
