@@ -2,17 +2,14 @@
 
 import streamlit as st
 
-from rdpt_app.state import current_actions, settings
-from rdpt_app.widgets import chart
+from rdpt_app.state import settings
+from rdpt_app.widgets import chart, scored_actions
 from rdpt_core import stats
 from rdpt_core.charts import beta_histograms
 from rdpt_core.provenance import class_column
 
 st.title("β tuning")
-table = current_actions()
-if table is None:
-    st.info("Nothing scored yet: score a dataset on the Trajectories page.")
-    st.stop()
+table = scored_actions()
 column = class_column(table)
 c1, c2 = st.columns([3, 1])
 grid_text = c1.text_input("β grid", ", ".join(f"{b:.2f}" for b in stats.beta_grid()), key="beta_grid")

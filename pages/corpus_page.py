@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from rdpt_app.state import current_actions, current_behaviour_tags, settings
-from rdpt_app.widgets import chart, download
+from rdpt_app.state import current_behaviour_tags, settings
+from rdpt_app.widgets import chart, download, scored_actions
 from rdpt_core import stats
 from rdpt_core.behaviours import behaviour_mix
 from rdpt_core.charts import behaviour_chart, counts_chart, mean_probability_chart, position_chart
@@ -12,10 +12,7 @@ from rdpt_core.report import build_report
 from rdpt_core.selection import has_candidates, response_features
 
 st.title("Corpus")
-table = current_actions()
-if table is None:
-    st.info("Nothing scored yet: score a dataset on the Trajectories page.")
-    st.stop()
+table = scored_actions()
 column = class_column(table)
 c1, c2 = st.columns(2)
 min_n = int(c1.number_input("Hide positions with fewer responses than", 1, 10_000, 10, key="corpus_min_n"))

@@ -16,7 +16,9 @@ from rdpt_app.widgets import issue_report
 from rdpt_core.answers import check_answer
 from rdpt_core.backends.base import SamplingSettings
 from rdpt_core.models import PROJECT_ROOT
-from rdpt_core.records import ColumnMapping, Record, guess_mapping, load_records, mapping_problems, peek_columns
+from rdpt_core.records import (
+    EXTENSIONS, ColumnMapping, Record, guess_mapping, load_records, mapping_problems, peek_columns,
+)
 
 st.title("Trajectories")
 ss = st.session_state
@@ -92,7 +94,7 @@ with paste:
             st.success(f"Added {rid} to {ss.dataset_name!r}. Score and explore it on the Response explorer page.")
 
 with upload:
-    file = st.file_uploader("JSONL, JSON, CSV or Parquet", type=["jsonl", "ndjson", "json", "csv", "parquet"])
+    file = st.file_uploader("JSONL, JSON, CSV or Parquet", type=[ext.lstrip(".") for ext in EXTENSIONS])
     if file is not None:
         data = file.getvalue()
         digest = hashlib.sha256(data).hexdigest()[:16]

@@ -15,7 +15,7 @@ import streamlit as st
 from rdpt_core.charts import chart_png, chart_svg
 from rdpt_core.records import RecordIssue
 
-from .state import SEGMENTERS
+from .state import SEGMENTERS, current_actions
 
 log = logging.getLogger("rdpt_app")
 _COMPOSITE = (alt.FacetChart, alt.HConcatChart, alt.VConcatChart, alt.ConcatChart)
@@ -42,6 +42,16 @@ def sidebar() -> Any:
     seeded(st.sidebar.selectbox, "segmenter", "Segmenter", SEGMENTERS,
             help="paper: the paper's sentence rule; spacy: blank English sentencizer; paragraph: blank lines")
     return st.sidebar.empty()
+
+
+def scored_actions() -> pd.DataFrame:
+    """The working corpus's classified action table; when nothing is scored, a hint and the end
+    of the page."""
+    table = current_actions()
+    if table is None:
+        st.info("Nothing scored yet: score a dataset on the Trajectories page.")
+        st.stop()
+    return table
 
 
 def dataset_caption(slot: Any) -> None:

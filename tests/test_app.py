@@ -46,6 +46,13 @@ def button(at: AppTest, key: str):
     return next(b for b in at.button if b.key == key)
 
 
+def paste(at: AppTest, prompt: str, response: str) -> AppTest:
+    """Add one trajectory on the Trajectories page's Paste tab, as a user does."""
+    at.text_area(key="paste_prompt").input(prompt)
+    at.text_area(key="paste_response").input(response)
+    return button(at, "paste_add").click().run()
+
+
 def legend_counts(at: AppTest) -> dict[str, int]:
     html = "".join(h.proto.body for h in at.html)
     return {c: int(n) for c, n in re.findall(r'data-cls="(\w+)" data-count="(\d+)"', html)}
@@ -239,9 +246,7 @@ def test_scoring_a_pasted_record_in_the_app_fills_the_token_cache():
     cache = Path(os.environ["RDPT_CACHE_DIR"])
     before = len(list(cache.rglob("*.npz")))
     at = page("trajectories").run()
-    at.text_area(key="paste_prompt").input("What is 3 + 4?")
-    at.text_area(key="paste_response").input("3 + 4 = 7. <b>Done</b>. The answer is 7.")
-    next(b for b in at.button if b.key == "paste_add").click().run()
+    paste(at, "What is 3 + 4?", "3 + 4 = 7. <b>Done</b>. The answer is 7.")
     next(b for b in at.button if b.key == "score_all").click().run(timeout=300)
     assert not at.exception
     corpus = at.session_state["corpus"]
@@ -255,9 +260,7 @@ def test_scoring_a_pasted_record_in_the_app_fills_the_token_cache():
 @pytest.mark.slow
 def test_background_scoring_job_merges_into_the_corpus():
     at = page("trajectories").run()
-    at.text_area(key="paste_prompt").input("What is 5 + 6?")
-    at.text_area(key="paste_response").input("5 + 6 = 11. The answer is 11.")
-    next(b for b in at.button if b.key == "paste_add").click().run()
+    paste(at, "What is 5 + 6?", "5 + 6 = 11. The answer is 11.")
     next(b for b in at.button if b.key == "score_bg").click().run()
     job = at.session_state["job"]
     assert job.wait(300) and job.progress.state == "done", job.progress.error
@@ -430,15 +433,15 @@ def test_a_non_utf8_upload_is_named_and_changes_nothing():
 
 def test_loading_a_file_says_what_happened_to_the_previous_dataset_and_can_add_instead():
     at = page("trajectories").run()
-    at.text_area(key="paste_prompt").input("What is 2+2?")
-    at.text_area(key="paste_response").input("It is 4.")
-    button(at, "paste_add").click().run()
+    paste(at, "What is 2+2?", "It is 4.")
     mine = at.session_state["dataset_id"]
     assert mine not in ("demo",) and at.session_state["dataset_name"].endswith("+ my changes")
     upload(at, "new.jsonl", b'{"prompt": "p", "response": "r", "record_id": "n1"}\n')
     button(at, "up_load").click().run()
     assert any("is still under Saved datasets" in s.value and "+ my changes" in s.value for s in at.success)
     assert at.session_state["dataset_name"] == "Upload: new.jsonl"
+    # the sidebar says so in the same run, not one click later
+    assert "Upload: new.jsonl" in " ".join(c.value for c in at.sidebar.caption)
     from rdpt_app.loaders import workspace
 
     assert mine in workspace() and len(workspace().load(mine).records) == 241  # 240 demo + pasted
@@ -455,9 +458,7 @@ def test_loading_a_file_says_what_happened_to_the_previous_dataset_and_can_add_i
 # ---- persistence: reload, links ----------------------------------------------------------------
 def test_a_pasted_dataset_survives_a_reload_and_its_record_link_opens_it():
     at = page("trajectories").run()
-    at.text_area(key="paste_prompt").input("What is 6 x 7?")
-    at.text_area(key="paste_response").input("6 x 7 = 42. The answer is 42.")
-    button(at, "paste_add").click().run()
+    paste(at, "What is 6 x 7?", "6 x 7 = 42. The answer is 42.")
     dataset_id = at.session_state["dataset_id"]
     assert at.query_params["dataset"] == dataset_id
     # a new session (reload, second tab, a collaborator on this machine) with the link
@@ -529,3 +530,29 @@ def test_explorer_margins_and_token_drill_down_match_independent_computations():
         assert len(mine) == actions[f"n_tokens_{role}"].iloc[target]
     html = "".join(h.proto.body for h in at.html)
     assert html.count('class="rdpt-tok"') == len(tokens)
+
+
+def test_explorer_finds_responses_by_answer_search_and_class_and_steps_through_them():
+    demo = load_corpus(DEMO)
+    at = page("explorer").run()
+    at.selectbox(key="nav_correct").set_value("incorrect").run()
+    at.text_input(key="nav_search").input("marbles").run()
+    want = [r.record_id for r in demo.records if r.correct is False
+            and ("marbles" in r.response.lower() or "marbles" in r.prompt.lower())]
+    options = at.selectbox(key="w_record_id").options
+    shown = [o.split(" ")[0] for o in options]
+    current = at.session_state["record_id"]
+    assert [s for s in shown if s != current] == [w for w in want if w != current] and len(want) > 2
+    # Next ▶ walks the filtered list in order
+    at.session_state["record_id"] = want[0]
+    at.run()
+    button(at, "nav_next").click().run()
+    assert at.session_state["record_id"] == want[1]
+    button(at, "nav_prev").click().run()
+    assert at.session_state["record_id"] == want[0] and button(at, "nav_prev").disabled
+    # only responses with a Teacher action at the current α, β
+    at.selectbox(key="nav_class").set_value("Teacher").run()
+    classified = classify_table(demo.actions("paper"), 0.1, 0.1)
+    with_teacher = set(classified.loc[classified["cls"] == "Teacher", "record_id"])
+    listed = [o.split(" ")[0] for o in at.selectbox(key="w_record_id").options]
+    assert set(listed) - {at.session_state["record_id"]} == set(want) & with_teacher - {at.session_state["record_id"]}

@@ -260,6 +260,11 @@ def test_every_page_every_download_and_every_chart(server, browser):
     for path in PAGES:
         page = open_page(browser, url, path)
         name = path or "home"
+        if not path:  # the navigation names every page; no Deploy button for users
+            nav = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+            assert [n.strip().splitlines()[-1] for n in nav] == ["Home", "Response explorer", "Corpus", "β tuning", "Models",
+                                               "Trajectories", "Data selection", "Distillation sources"]
+            assert page.get_by_text("Deploy", exact=True).count() == 0
         downloads[name], drawn[name] = visit(page, name)
         for file_name, body in downloads[name].items():
             check_file(file_name, body)
