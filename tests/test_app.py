@@ -556,3 +556,20 @@ def test_explorer_finds_responses_by_answer_search_and_class_and_steps_through_t
     with_teacher = set(classified.loc[classified["cls"] == "Teacher", "record_id"])
     listed = [o.split(" ")[0] for o in at.selectbox(key="w_record_id").options]
     assert set(listed) - {at.session_state["record_id"]} == set(want) & with_teacher - {at.session_state["record_id"]}
+
+
+@pytest.mark.slow
+def test_explorer_shows_what_each_model_scored():
+    """The rendered context per model: SmolLM2's chat template, Gemma base's raw template."""
+    at = page("explorer").run()
+    record = next(r for r in at.session_state["records"] if r.record_id == at.session_state["record_id"])
+    button(at, "ctx_render").click().run()
+    assert not at.exception
+    shown = [c.value for c in at.code]
+    assert len(shown) == 3
+    teacher, student, distilled = shown
+    assert teacher.startswith("<|im_start|>") and f"<|im_start|>user\n{record.prompt}<|im_end|>" in teacher
+    assert student == distilled == f"{record.prompt}\n\n⟨response⟩"
+    labels = " ".join(m.value for m in at.markdown)
+    assert "teacher** · smollm2-135m-instruct · chat template" in labels
+    assert "student** · gemma3-270m · raw template" in labels
