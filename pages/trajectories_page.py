@@ -170,15 +170,21 @@ with generate:
         bar = st.progress(0.0, text="generating…")
         qid = "gen-" + hashlib.sha256(g_prompt.encode()).hexdigest()[:8]
         start = sum(r.question_id == qid for r in ss.records)
-        for k in range(int(n)):  # one sample per call: a cancel keeps every finished one
-            settings = SamplingSettings(n=1, temperature=float(temperature), top_p=float(top_p),
-                                        max_new_tokens=int(max_new), seed=start + k, batch_size=1)
-            text = model.generate([context], settings)[0][0]
-            rid = f"{qid}:{start + k}"
-            add_records([Record(rid, qid, g_prompt, text, check_answer(text, reference), spec.label,
-                                {"temperature": float(temperature), "top_p": float(top_p), "reference": reference})])
-            bar.progress((k + 1) / n, text=f"generated {k + 1}/{n}")
-        model.unload()
+        # the generation owns the model (scoring jobs on it wait); a cancel (a rerun stops this
+        # loop) or an error still frees the weights, and keeps every finished sample
+        with model.lock:
+            try:
+                for k in range(int(n)):  # one sample per call
+                    settings = SamplingSettings(n=1, temperature=float(temperature), top_p=float(top_p),
+                                                max_new_tokens=int(max_new), seed=start + k, batch_size=1)
+                    text = model.generate([context], settings)[0][0]
+                    rid = f"{qid}:{start + k}"
+                    add_records([Record(rid, qid, g_prompt, text, check_answer(text, reference), spec.label,
+                                        {"temperature": float(temperature), "top_p": float(top_p),
+                                         "reference": reference})])
+                    bar.progress((k + 1) / n, text=f"generated {k + 1}/{n}")
+            finally:
+                model.unload()
         st.success(f"Added {n} responses. Score them below or explore them on the explorer page.")
 
 st.divider()

@@ -1,4 +1,4 @@
-"""From records to the action table (SPEC §1.3–§1.6, §2).
+"""From records to the action table (docs/method.md §3–§6, §14).
 
 records → segment (one segmentation for all models) → per model, one at a time: token scores
 (from the cache, or one teacher-forced pass) → tokens mapped to actions → per-action sums.
@@ -153,25 +153,28 @@ def score_role(
     out: dict[str, TokenScores] = {}
     fresh = 0
     bar = progress(f"{role}: {backend.spec.label}", len(records))
-    try:
-        for record in records:
-            if should_stop is not None and should_stop():
-                raise ScoringCancelled(f"cancelled during {role}")
-            context = backend.render_context(record.prompt)
-            key = cache_key(backend.fingerprint, context, record.response)
-            scores = cache.get(key)
-            is_fresh = scores is None
-            if scores is None:
-                scores = backend.score(context, record.response)
-                cache.put(key, scores)
-                fresh += 1
-            out[record.record_id] = scores
-            bar.update(1)
-            if on_record is not None:
-                on_record(role, scores, is_fresh)
-    finally:
-        bar.close()
-        backend.unload()
+    # The pass owns the model from its first record to the unload that ends it: another job on
+    # the same (shared) backend waits here instead of loading a second copy or freeing this one.
+    with backend.lock:
+        try:
+            for record in records:
+                if should_stop is not None and should_stop():
+                    raise ScoringCancelled(f"cancelled during {role}")
+                context = backend.render_context(record.prompt)
+                key = cache_key(backend.fingerprint, context, record.response)
+                scores = cache.get(key)
+                is_fresh = scores is None
+                if scores is None:
+                    scores = backend.score(context, record.response)
+                    cache.put(key, scores)
+                    fresh += 1
+                out[record.record_id] = scores
+                bar.update(1)
+                if on_record is not None:
+                    on_record(role, scores, is_fresh)
+        finally:
+            bar.close()
+            backend.unload()
     return out, fresh
 
 
@@ -262,7 +265,7 @@ def action_table(
     records: Sequence[Record], actions: Mapping[str, list[Action]],
     per_role: Mapping[str, Mapping[str, ActionScores]],
 ) -> pd.DataFrame:
-    """Assemble SPEC §2's table: one row per action, per-role columns, ``cum_tokens``."""
+    """Assemble the action table of docs/method.md §14: one row per action, per-role columns, ``cum_tokens``."""
     frames = []
     for record in records:
         acts = actions[record.record_id]

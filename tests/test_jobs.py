@@ -1,6 +1,8 @@
 import threading
 import time
 
+import pytest
+
 from test_scoring import CountingBackend
 
 from rdpt_core.cache import TokenCache
@@ -62,3 +64,48 @@ def test_a_failing_job_reports_its_error(tmp_path):
                      backends={"teacher": b}).start()
     assert job.wait(10)
     assert job.progress.state == "failed" and "out of memory" in job.progress.error
+
+
+@pytest.mark.slow
+def test_two_jobs_on_one_real_model_at_once_equal_a_sequential_run(smollm2_spec, tmp_path):
+    """Two sessions (or a background job and the explorer's *Score it*) share one cached backend:
+    each job frees the model when its pass ends, and must not do so under the other's pass."""
+    import numpy as np
+
+    from rdpt_core.backends import create_backend
+    from rdpt_core.scoring import score_corpus
+
+    records = [Record(f"r{i}", f"q{i}", f"What is {i} + {i}?", f"{i} + {i} = {2 * i}. So the answer is {2 * i}. " * 4)
+               for i in range(6)]
+    specs = {"teacher": smollm2_spec}
+    shared = create_backend(smollm2_spec)
+    active, most = [0], [0]  # passes inside the model at once
+    score = shared.score
+
+    def watched(context, response):
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        try:
+            return score(context, response)
+        finally:
+            active[0] -= 1
+
+    shared.score = watched
+    jobs = [ScoringJob(part, specs, cache=TokenCache(tmp_path / name), backends={"teacher": shared})
+            for name, part in (("a", records), ("b", records[::-1]))]
+    for job in jobs:
+        job.start()
+    assert all(job.wait(600) for job in jobs)
+    assert [job.progress.state for job in jobs] == ["done", "done"], [job.progress.error for job in jobs]
+    sequential, _ = score_corpus(records, specs, cache=TokenCache(tmp_path / "seq"),
+                                 backends={"teacher": create_backend(smollm2_spec)})
+    for job in jobs:
+        corpus, report = job.result
+        assert report.fresh["teacher"] == len(records)  # each job really scored, from its own cache
+        for rid, want in sequential.tokens["teacher"].items():
+            got = corpus.tokens["teacher"][rid]
+            np.testing.assert_array_equal(got.token_ids, want.token_ids)
+            np.testing.assert_allclose(got.logprobs, want.logprobs, rtol=0, atol=1e-9)
+    assert not shared.is_loaded  # freed once the last pass ended
+    # one owner at a time: each job's pass loads the model once and no pass runs beside another
+    assert most[0] == 1 and shared.load_count == 2

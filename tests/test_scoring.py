@@ -1,6 +1,7 @@
 """Token → action mapping and the action table; real-model checks against a plain forward pass."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -98,6 +99,7 @@ class CountingBackend:
         self.spec = ModelSpec(path=label, name=label)
         self.load_count = 0
         self.fingerprint = f"fake-{label}"
+        self.lock = threading.RLock()  # the backend interface: one pass over the model at a time
 
     def facts(self):
         from rdpt_core.backends.base import TokenizerFacts

@@ -8,6 +8,7 @@ new module with one class.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,13 +109,19 @@ class SamplingSettings:
 class ScoringBackend(ABC):
     """Scores responses under one model. The tokenizer is light and loaded at once; the
     weights are loaded lazily on the first :meth:`score` and freed by :meth:`unload`, so a
-    job whose scores are all cached never loads a model."""
+    job whose scores are all cached never loads a model.
+
+    One backend may be shared by several threads (app sessions, a background job). Whoever
+    runs a pass over the weights — a scoring pass over many records, a generation — holds
+    :attr:`lock` from the first call to the :meth:`unload` that ends it, so a pass never
+    has the model loaded twice or freed under it; other passes wait their turn."""
 
     name: str = ""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.load_count = 0  # times the weights were loaded; a fully cached job leaves it at 0
+        self.lock = threading.RLock()  # the model's one owner at a time (re-entrant)
 
     @property
     @abstractmethod

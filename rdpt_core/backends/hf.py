@@ -14,11 +14,12 @@ is ever built (Gemma's 262,144-entry vocabulary would need 2 GiB for 2,048 token
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -51,6 +52,20 @@ def resolve_dtype(dtype: str, device: str) -> str:
 
 def _gguf_kwargs(spec: ModelSpec) -> dict[str, str]:
     return {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
+
+
+_T = TypeVar("_T")
+
+
+def _owning(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a model-side method holding the backend's lock, so loading, a forward pass,
+    generation and freeing the weights never interleave across threads."""
+    @functools.wraps(method)
+    def owned(self: ScoringBackend, *args: Any, **kwargs: Any) -> _T:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return owned
 
 
 @register_backend("hf")
@@ -141,6 +156,7 @@ class HFBackend(ScoringBackend):
     def is_loaded(self) -> bool:
         return self._model is not None
 
+    @_owning
     def load(self) -> None:
         if self._model is not None:
             return
@@ -173,6 +189,7 @@ class HFBackend(ScoringBackend):
         self._log_probs_fn = self._choose_log_probs_fn()
         self.load_count += 1
 
+    @_owning
     def unload(self) -> None:
         if self._model is None:
             return
@@ -244,6 +261,7 @@ class HFBackend(ScoringBackend):
             raise ValueError(f"{self.spec.label}: min_left_context must be in [1, {window}), got {left}")
         return window, left
 
+    @_owning
     def sequence_log_probs(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """logp of every id given the ids before it (NaN for the first), and whether it was
         scored with a cut left context.
@@ -296,6 +314,7 @@ class HFBackend(ScoringBackend):
         )
 
     # ---- sampling ---------------------------------------------------------------------------
+    @_owning
     def generate(
         self, contexts: Sequence[str], settings: SamplingSettings,
         on_batch: Callable[[int, int], None] | None = None,
