@@ -15,7 +15,8 @@ st.title("Corpus")
 table = scored_actions()
 column = class_column(table)
 c1, c2 = st.columns(2)
-min_n = int(c1.number_input("Hide positions with fewer responses than", 1, 10_000, 10, key="corpus_min_n"))
+min_n = int(c1.number_input("Flag positions with fewer responses than", 1, 10_000, 10, key="corpus_min_n",
+                            help="Every position is drawn; those with fewer responses are listed under the chart."))
 step = int(c2.number_input("Token marks every", 500, 64_000, 4000, step=500, key="corpus_step"))
 
 ss = st.session_state
@@ -41,20 +42,26 @@ x_domain = (0.0, float(table["action_index"].max()))  # every position chart sha
 st.caption(f"{table.record_id.nunique()} responses, {len(table)} actions · α = {now.alpha:.2f}, "
            f"β = {now.beta:.2f}")
 if curves.empty:
-    st.warning(f"No position has {min_n} responses with a scored action; lower the minimum.")
+    st.warning("No response has a scored action: nothing to draw by position.")
 else:
     st.subheader("Class share by position")
     chart(position_chart(curves, marks, x_domain=x_domain), "curves")
     chart(counts_chart(curves, x_domain=x_domain), "n_j")
+    thin = stats.thin_positions_note(curves, min_n)
+    if thin:
+        st.caption(thin)
 
 st.subheader("Mean probability by position")
 means = stats.mean_probability_curves(table, min_n)
 if not means.empty:
     chart(mean_probability_chart(means, x_domain=x_domain), "mean-probability")
+    thin = stats.thin_positions_note(means, min_n)
+    if thin:
+        st.caption(thin)
 
 st.subheader("Correct vs incorrect responses")
 st.dataframe(stats.correct_vs_incorrect(table, column), hide_index=True)
-st.caption("Shares of actions per class; z and p from a two-sided two-proportion z-test.")
+st.caption(stats.CORRECT_VS_INCORRECT_CAPTION)
 
 st.subheader("Behaviours per class (SEAL-style keywords)")
 mix = behaviour_mix(table, column, current_behaviour_tags())

@@ -9,7 +9,9 @@ from rdpt_app.state import settings
 from rdpt_app.widgets import StreamlitProgress, chart, download
 from rdpt_core.charts import length_difficulty_chart, length_histogram_chart
 from rdpt_core.report import build_report
-from rdpt_core.sources import adaptivity, histogram, length_stats, length_vs_difficulty, response_table, score_reference
+from rdpt_core.sources import (
+    ADAPTIVITY_CAPTION, adaptivity, histogram, length_stats, length_vs_difficulty, response_table, score_reference,
+)
 
 st.title("Distillation sources")
 ss = st.session_state
@@ -64,8 +66,7 @@ if points.empty:
 else:
     chart(length_difficulty_chart(points), "length-vs-difficulty")
     st.dataframe(adaptivity(responses, column), hide_index=True)
-    st.caption(f"{points.question_id.nunique()} shared questions. Solve rate = share of sources answering "
-               "correctly; a negative Spearman ρ means longer responses to harder questions.")
+    st.caption(f"{points.question_id.nunique()} shared questions. {ADAPTIVITY_CAPTION}")
 
 d = st.columns(3)
 now = settings()

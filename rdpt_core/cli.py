@@ -35,7 +35,7 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--max-context", type=int, help="window in tokens (default: the model's)")
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the models")
-    p.add_argument("--cache-dir", type=Path, help="token cache (default .rdpt_cache or $RDPT_CACHE_DIR)")
+    p.add_argument("--cache-dir", type=Path, help="token cache (default: $RDPT_CACHE_DIR, else the per-user cache dir, e.g. ~/.cache/rdpt-explorer)")
 
 
 def _spec_options(args: argparse.Namespace) -> dict:
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--scores", required=True, type=Path)
     report.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     report.add_argument("--beta", type=float, default=DEFAULT_BETA)
-    report.add_argument("--min-n", type=int, default=10, help="hide positions with fewer responses")
+    report.add_argument("--min-n", type=int, default=10,
+                        help="flag positions with fewer responses (all are drawn; these are listed)")
     report.add_argument("--token-step", type=int, default=4000, help="x-axis marks every N tokens")
     report.add_argument("--title", default="RDPT report")
     report.add_argument("--sources", type=Path, help="per-response table of `sources --responses` to add")

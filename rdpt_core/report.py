@@ -35,8 +35,18 @@ table {{ border-collapse: collapse; font-size: 0.85rem; }} td, th {{ border: 1px
 """
 
 
+def _p(value: float) -> str:
+    return "NaN" if pd.isna(value) else f"{value:.2g}"  # small p-values must not print as 0.000
+
+
 def _table(frame: pd.DataFrame, index: bool = False) -> str:
-    return frame.to_html(index=index, escape=True, float_format=lambda x: f"{x:.3f}", border=0)
+    formatters = {"p_value": _p} if "p_value" in frame.columns else None
+    return frame.to_html(index=index, escape=True, float_format=lambda x: f"{x:.3f}", border=0,
+                         formatters=formatters)
+
+
+def _note(text: str | None) -> list[str]:
+    return [f'<p class="muted">{html.escape(text)}</p>'] if text else []
 
 
 def _chart(chart, name: str) -> str:
@@ -77,15 +87,18 @@ def _provenance_sections(actions: pd.DataFrame, alpha: float, beta: float, betas
     curves = stats.position_curves(table, column, min_n)
     parts.append("<h2>Class share by position</h2>")
     if curves.empty:
-        parts.append(f"<p>No position has {min_n} responses with a scored action.</p>")
+        parts.append("<p>No response has a scored action: nothing to draw by position.</p>")
     else:
         parts += [_chart(position_chart(curves, stats.token_marks(table, token_step)), "curves"),
                   _chart(counts_chart(curves), "counts")]
+        parts += _note(stats.thin_positions_note(curves, min_n))
     means = stats.mean_probability_curves(table, min_n)
     if not means.empty:
         parts += ["<h2>Mean probability by position</h2>", _chart(mean_probability_chart(means), "means")]
+        parts += _note(stats.thin_positions_note(means, min_n))
 
-    parts += ["<h2>Correct vs incorrect responses</h2>", _table(stats.correct_vs_incorrect(table, column))]
+    parts += ["<h2>Correct vs incorrect responses</h2>", _table(stats.correct_vs_incorrect(table, column)),
+              *_note(stats.CORRECT_VS_INCORRECT_CAPTION)]
 
     grid = list(betas) if betas else stats.beta_grid()
     overlaps = stats.beta_overlaps(actions, alpha, grid, column=column)
@@ -122,7 +135,7 @@ def _sources_section(responses: pd.DataFrame) -> list[str]:
     points = src.length_vs_difficulty(responses)
     if not points.empty:
         parts += ["<h3>Length against difficulty</h3>", _chart(length_difficulty_chart(points), "difficulty"),
-                  _table(src.adaptivity(responses))]
+                  _table(src.adaptivity(responses)), *_note(src.ADAPTIVITY_CAPTION)]
     return parts
 
 

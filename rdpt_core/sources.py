@@ -1,4 +1,4 @@
-"""Distillation-source comparison (SPEC §1.12; "Not all correct answers are equal").
+"""Distillation-source comparison (docs/method.md §12; "Not all correct answers are equal").
 
 Input: records tagged by ``source`` over shared questions, and each response's token scores
 under one chosen *reference* model (the same tokenizer for every source, so lengths compare).
@@ -12,7 +12,8 @@ under one chosen *reference* model (the same tokenizer for every source, so leng
   several responses to it counts with its share of correct ones. Only *shared* questions (a
   response from every source, each source with at least one known correctness) get one.
 * Adaptive length: per source, the mean length on each shared question against that question's
-  difficulty; the Spearman correlation summarises it (negative: longer on harder questions).
+  difficulty; Spearman's ρ (scipy, with its p-value; none below 5 questions) summarises it
+  (negative: longer on harder questions). The unit is the shared question.
 """
 
 from __future__ import annotations
@@ -115,16 +116,38 @@ def length_vs_difficulty(responses: pd.DataFrame, column: str = "n_tokens") -> p
     return means.merge(diff[["question_id", "solve_rate"]], on="question_id", how="inner")
 
 
-def adaptivity(responses: pd.DataFrame, column: str = "n_tokens") -> pd.DataFrame:
-    """Per source: Spearman correlation of mean length with solve rate over shared questions
-    (negative = longer responses to harder questions), and how many questions it rests on."""
+MIN_QUESTIONS = 5  # fewer shared questions: no correlation
+ADAPTIVITY_CAPTION = (
+    "Unit: shared questions (one point per source and question: its mean length there). Solve rate = share "
+    "of sources answering correctly. ρ and p from scipy's Spearman rank correlation (two-sided); a negative ρ "
+    f"means longer responses to harder questions; none with fewer than {MIN_QUESTIONS} questions.")
+
+
+def adaptivity(responses: pd.DataFrame, column: str = "n_tokens", min_questions: int = MIN_QUESTIONS) -> pd.DataFrame:
+    """Per source: Spearman's ρ of its mean length per shared question against the question's
+    solve rate (negative = longer responses to harder questions), with the two-sided p-value of
+    :func:`scipy.stats.spearmanr` (ties share their average rank) and ``questions``, the number of
+    shared questions it rests on. ρ and p are NaN, with a ``note`` saying why, when there are
+    fewer than ``min_questions`` questions or either side is constant."""
+    from scipy.stats import spearmanr
+
+    columns = ["source", "spearman_length_vs_solve_rate", "p_value", "questions", "note"]
     points = length_vs_difficulty(responses, column)
     rows = []
     for source, part in points.groupby("source", sort=False):
-        # Spearman = Pearson on average ranks (ties share a rank); NaN when either side is constant
-        rho = part["mean_length"].rank().corr(part["solve_rate"].rank()) if len(part) > 1 else np.nan
-        rows.append({"source": source, "spearman_length_vs_solve_rate": float(rho), "questions": len(part)})
-    return pd.DataFrame(rows, columns=["source", "spearman_length_vs_solve_rate", "questions"])
+        rho = p = float("nan")
+        note = ""
+        lengths, rates = part["mean_length"].to_numpy(float), part["solve_rate"].to_numpy(float)
+        if len(part) < min_questions:
+            note = f"too few questions ({len(part)} < {min_questions})"
+        elif np.ptp(lengths) == 0 or np.ptp(rates) == 0:
+            note = "constant " + ("length" if np.ptp(lengths) == 0 else "solve rate") + ": no correlation"
+        else:
+            result = spearmanr(lengths, rates)
+            rho, p = float(result.statistic), float(result.pvalue)
+        rows.append({"source": source, "spearman_length_vs_solve_rate": rho, "p_value": p,
+                     "questions": len(part), "note": note})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def write_responses(responses: pd.DataFrame, path: Path) -> None:

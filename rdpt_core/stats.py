@@ -1,4 +1,4 @@
-"""Corpus statistics over a classified action table (SPEC §1.9, §1.10), vectorised with pandas.
+"""Corpus statistics over a classified action table (docs/method.md §9, §10), vectorised with pandas.
 
 All functions take the action table with a class column (``cls`` or ``cls3``); ``Unscored``
 actions are left out of every denominator.
@@ -40,31 +40,64 @@ def _answer_group(correct: pd.Series) -> pd.Series:
 def position_curves(table: pd.DataFrame, column: str = "cls", min_n: int = 10) -> pd.DataFrame:
     """Per action index j, answer group (correct / incorrect / unknown) and class c: the share of
     responses whose j-th action is of class c among those with a scored j-th action, with
-    ``k``, ``n`` and the 95% Wilson band; positions with ``n < min_n`` are dropped."""
+    ``k``, ``n`` (responses) and the 95% Wilson band. Every position is kept; ``enough`` is
+    ``n >= min_n`` (positions below it rest on few responses: see :func:`thin_positions_note`)."""
+    columns = ["answer", "action_index", "cls", "k", "n", "share", "lo", "hi", "enough"]
     scored = _scored(table, column).assign(answer=lambda d: _answer_group(d["correct"]))
     n = scored.groupby(["answer", "action_index"]).size().rename("n")
     k = scored.groupby(["answer", "action_index", column]).size().rename("k")
+    if not len(n):
+        return pd.DataFrame(columns=columns)
     classes = sorted(scored[column].unique())
     full = pd.MultiIndex.from_product([n.index.levels[0], n.index.levels[1], classes],
-                                      names=["answer", "action_index", column]) if len(n) else None
-    if full is None:
-        return pd.DataFrame(columns=["answer", "action_index", column, "k", "n", "share", "lo", "hi"])
+                                      names=["answer", "action_index", column])
     out = k.reindex(full, fill_value=0).reset_index().merge(n.reset_index(), on=["answer", "action_index"])
-    out = out[out["n"] >= min_n].copy()
     out["share"] = out["k"] / out["n"]
     out["lo"], out["hi"] = wilson(out["k"], out["n"])
-    return out.rename(columns={column: "cls"}).reset_index(drop=True)
+    out["enough"] = out["n"] >= min_n
+    return out.rename(columns={column: "cls"})[columns].reset_index(drop=True)
 
 
 def mean_probability_curves(table: pd.DataFrame, min_n: int = 10) -> pd.DataFrame:
-    """Mean p_T / p_S / p_D per action index (long format: action_index, role, p, n)."""
+    """Mean p_T / p_S / p_D per action index (long format: action_index, role, p, n, enough);
+    every position is kept, ``enough`` is ``n >= min_n``."""
     roles = [c for c in ("p_teacher", "p_student", "p_distilled") if c in table.columns]
     grouped = table.groupby("action_index")[roles]
     means, counts = grouped.mean(), grouped.count()
     long = means.stack().rename("p").reset_index().rename(columns={"level_1": "role"})
     long["n"] = counts.stack().to_numpy()
     long["role"] = long["role"].str.removeprefix("p_")
-    return long[long["n"] >= min_n].reset_index(drop=True)
+    long = long[long["n"] > 0]  # no probability of that role at j: no mean
+    return long.assign(enough=long["n"] >= min_n).reset_index(drop=True)
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0–2, 5, 7–8"``."""
+    values = sorted({int(i) for i in indices})
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in runs)
+
+
+def thin_positions_note(curves: pd.DataFrame, min_n: int) -> str | None:
+    """A sentence naming the positions below ``min_n`` responses (``enough`` false) of
+    :func:`position_curves` (per answer group) or :func:`mean_probability_curves`; ``None`` when
+    every position has enough."""
+    if curves.empty or bool(curves["enough"].all()):
+        return None
+    thin = curves.loc[~curves["enough"].astype(bool)]
+    head = f"Fewer than {min_n} responses (drawn all the same; read them with care) at positions "
+    if "answer" not in thin.columns:
+        return head + _ranges(thin["action_index"]) + "."
+    labels = {"correct": "correct responses", "incorrect": "incorrect responses",
+              "unknown": "responses of unknown correctness"}
+    groups = [f"{_ranges(thin.loc[thin['answer'] == answer, 'action_index'])} ({labels[answer]})"
+              for answer in labels if (thin["answer"] == answer).any()]
+    return head + "; ".join(groups) + "."
 
 
 def token_marks(table: pd.DataFrame, step: int = 4000) -> pd.DataFrame:
@@ -128,33 +161,59 @@ def beta_grid(start: float = 0.05, stop: float = 0.20, step: float = 0.05) -> li
     return [round(start + i * step, 10) for i in range(n)]
 
 
-def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
-    """Two-sided z-test that two proportions are equal: (z, p-value); NaN when undefined."""
-    if min(n1, n2) == 0:
-        return float("nan"), float("nan")
-    pooled = (k1 + k2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return float("nan"), float("nan")
-    z = (k1 / n1 - k2 / n2) / se
-    return z, math.erfc(abs(z) / math.sqrt(2))
+MIN_RESPONSES = 5  # a group with fewer responses gets no test
+CORRECT_VS_INCORRECT_CAPTION = (
+    "Unit: responses. Each response with a verdict counts once: per class, the share of its scored "
+    "actions in that class. responses_correct / responses_incorrect count responses; the mean shares "
+    "are means over those responses. U and p: two-sided Mann–Whitney U test of the correct against "
+    f"the incorrect responses' shares (no test when a group has fewer than {MIN_RESPONSES} responses).")
 
 
-def correct_vs_incorrect(table: pd.DataFrame, column: str = "cls") -> pd.DataFrame:
-    """Class shares of actions in correct vs incorrect responses, counts, z and p-value."""
+def correct_vs_incorrect(table: pd.DataFrame, column: str = "cls", min_responses: int = MIN_RESPONSES) -> pd.DataFrame:
+    """Per class, correct against incorrect *responses*: the unit is the response, not the action.
+
+    Each response with a known verdict and at least one scored action gives one number per class,
+    the share of its scored actions in that class; so a long response weighs as much as a short
+    one, and the actions of one response are not taken for independent trials. Per class:
+
+    * ``responses_correct`` / ``responses_incorrect``: how many responses each group has;
+    * ``mean_share_correct_responses`` / ``mean_share_incorrect_responses``: the mean of those
+      shares over the group's responses, and ``difference_correct_minus_incorrect``;
+    * ``mann_whitney_u`` and ``p_value``: a two-sided Mann–Whitney U test of the two groups'
+      shares (:func:`scipy.stats.mannwhitneyu` with its default method: exact for small groups
+      without ties, else the normal approximation with tie and continuity corrections). U counts
+      the (correct, incorrect) pairs of responses where the correct one's share is larger, ties ½;
+    * ``note``: why there is no test (a group with fewer than ``min_responses`` responses: U and
+      p are NaN), else empty.
+    """
+    from scipy.stats import mannwhitneyu
+
+    columns = ["cls", "responses_correct", "responses_incorrect", "mean_share_correct_responses",
+               "mean_share_incorrect_responses", "difference_correct_minus_incorrect", "mann_whitney_u",
+               "p_value", "note"]
     scored = _scored(table, column)
-    groups = {g: scored[scored["correct"] == flag] for g, flag in (("correct", True), ("incorrect", False))}
-    n = {g: len(d) for g, d in groups.items()}
+    if scored.empty:
+        return pd.DataFrame(columns=columns)
+    shares = response_proportions(scored, column)
+    verdict = _answer_group(scored.groupby("record_id")["correct"].first()).reindex(shares.index)
+    groups = {g: shares[(verdict == g).to_numpy()] for g in ("correct", "incorrect")}
+    sizes = {g: len(d) for g, d in groups.items()}
+    small = [f"{sizes[g]} {g} response{'' if sizes[g] == 1 else 's'}" for g in groups if sizes[g] < min_responses]
+    note = f"no test: {' and '.join(small)} (fewer than {min_responses})" if small else ""
     rows = []
-    for cls in sorted(scored[column].unique()):
-        k = {g: int((d[column] == cls).sum()) for g, d in groups.items()}
-        z, p = two_proportion_test(k["correct"], n["correct"], k["incorrect"], n["incorrect"])
-        rows.append({"cls": cls, "k_correct": k["correct"], "n_correct": n["correct"],
-                     "share_correct": k["correct"] / n["correct"] if n["correct"] else float("nan"),
-                     "k_incorrect": k["incorrect"], "n_incorrect": n["incorrect"],
-                     "share_incorrect": k["incorrect"] / n["incorrect"] if n["incorrect"] else float("nan"),
-                     "z": z, "p_value": p})
-    return pd.DataFrame(rows)
+    for cls in sorted(shares.columns):
+        x, y = groups["correct"][cls].to_numpy(float), groups["incorrect"][cls].to_numpy(float)
+        mean_x = float(x.mean()) if len(x) else float("nan")
+        mean_y = float(y.mean()) if len(y) else float("nan")
+        u = p = float("nan")
+        if not small:
+            result = mannwhitneyu(x, y, alternative="two-sided")
+            u, p = float(result.statistic), float(result.pvalue)
+        rows.append({"cls": cls, "responses_correct": sizes["correct"], "responses_incorrect": sizes["incorrect"],
+                     "mean_share_correct_responses": mean_x, "mean_share_incorrect_responses": mean_y,
+                     "difference_correct_minus_incorrect": mean_x - mean_y, "mann_whitney_u": u, "p_value": p,
+                     "note": note})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def proportions_by_beta(table: pd.DataFrame, alpha: float, betas: Sequence[float], column: str = "cls") -> pd.DataFrame:

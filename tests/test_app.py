@@ -283,7 +283,8 @@ def test_corpus_and_beta_pages_on_the_scored_math500_subset():
         if path == "corpus":
             at.number_input(key="corpus_min_n").set_value(5).run()
             summary = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
-            assert (summary["n_correct"] > 0).all() and (summary["n_incorrect"] > 0).all()
+            assert (summary["responses_correct"] > 0).all() and (summary["responses_incorrect"] > 0).all()
+            assert any(c.value.startswith("Unit: responses.") for c in at.caption)
         assert len(at.get("vega_lite_chart")) >= 1
 
 

@@ -78,3 +78,25 @@ def test_selection_and_sources_sections_appear_when_their_data_is_given(tmp_path
 
     scores = pd.read_parquet(REPO / "data" / "math500_subset" / "scores.parquet")
     assert has_candidates(actions) and not has_candidates(scores)
+
+
+def test_a_four_response_corpus_still_gets_its_curves_with_the_thin_positions_named(tmp_path):
+    small = synthetic(n_resp=4, n_act=3)  # r0, r3 incorrect; r1, r2 correct: no position has 10 responses
+    page = build_report(small, 0.1, 0.1, n_examples=1)
+    assert re.findall(r'data-chart="(\w+)"><svg', page)[:3] == ["curves", "counts", "means"]
+    assert "No position has" not in page
+    assert ("Fewer than 10 responses (drawn all the same; read them with care) at positions "
+            "0–2 (correct responses); 0–2 (incorrect responses).") in page
+    # the correct-vs-incorrect table counts responses and says so; 2 vs 2 responses: no test
+    assert "responses_correct" in page and "mean_share_correct_responses" in page and "k_correct" not in page
+    assert "Unit: responses." in page
+    assert "no test: 2 correct responses and 2 incorrect responses (fewer than 5)" in page
+    # the CLI passes --min-n through: with 1, no position is thin
+    from rdpt_core.cli import main
+
+    small.to_parquet(tmp_path / "s.parquet")
+    for min_n, thin in (("1", False), ("4", True)):
+        out = tmp_path / f"r{min_n}.html"
+        assert main(["report", "--scores", str(tmp_path / "s.parquet"), "--min-n", min_n, "--out", str(out)]) == 0
+        text = out.read_text()
+        assert 'data-chart="curves"><svg' in text and ("Fewer than" in text) is thin

@@ -72,11 +72,49 @@ def test_difficulty_is_the_share_of_sources_correct_on_shared_questions():
 def test_length_against_difficulty_and_adaptivity():
     points = length_vs_difficulty(table()).set_index(["source", "question_id"])
     assert points.loc[("A", "q3"), "mean_length"] == 5.0 and points.loc[("A", "q3"), "solve_rate"] == 0.25
-    rho = adaptivity(table()).set_index("source")["spearman_length_vs_solve_rate"]
-    # B: lengths 3, 5, 9 at solve rates 1, 0.5, 0.25 -> perfectly longer on harder: rho = -1
-    assert rho["B"] == pytest.approx(-1.0)
-    # A: lengths 2, 4, 5 at 1, 0.5, 0.25 -> also -1
-    assert rho["A"] == pytest.approx(-1.0)
+    # three shared questions: too few for a correlation (ρ and p are NaN, the note says why)
+    few = adaptivity(table()).set_index("source")
+    assert few["questions"].tolist() == [3, 3]
+    assert few["spearman_length_vs_solve_rate"].isna().all() and few["p_value"].isna().all()
+    assert few.loc["A", "note"] == "too few questions (3 < 5)"
+    # the rank correlation itself: lowering the minimum gives ρ = -1 for both (longer on harder)
+    rho = adaptivity(table(), min_questions=3).set_index("source")["spearman_length_vs_solve_rate"]
+    assert rho["A"] == pytest.approx(-1.0) and rho["B"] == pytest.approx(-1.0)
+
+
+def many_questions() -> pd.DataFrame:
+    """Two sources over seven questions; q-k is solved by A when k is even and by B when k < 4."""
+    lengths = {"A": [3, 8, 4, 9, 5, 5, 7], "B": [2, 4, 6, 3, 9, 9, 12]}
+    rows = []
+    for source, per_question in lengths.items():
+        for k, n in enumerate(per_question):
+            ok = k % 2 == 0 if source == "A" else k < 4
+            rows.append((f"{source}{k}", f"q{k}", source, ok, [-1.0] * n))
+    records = [Record(rid, q, "p", "x" * len(lp), ok, src) for rid, q, src, ok, lp in rows]
+    return response_table(records, {rid: scores(lp) for rid, _, _, _, lp in rows})
+
+
+def test_adaptivity_is_scipy_spearman_with_its_p_value():
+    from scipy.stats import spearmanr
+
+    out = adaptivity(many_questions()).set_index("source")
+    lengths = {"A": [3, 8, 4, 9, 5, 5, 7], "B": [2, 4, 6, 3, 9, 9, 12]}
+    # solve rate of q-k: mean over A and B of their 0/1 correctness
+    rates = [((k % 2 == 0) + (k < 4)) / 2 for k in range(7)]
+    for source in ("A", "B"):
+        want = spearmanr(lengths[source], rates)
+        assert out.loc[source, "spearman_length_vs_solve_rate"] == pytest.approx(want.statistic)
+        assert out.loc[source, "p_value"] == pytest.approx(want.pvalue)
+        assert out.loc[source, "questions"] == 7 and out.loc[source, "note"] == ""
+    assert out.loc["B", "spearman_length_vs_solve_rate"] < -0.5  # B is longer on the harder questions
+
+
+def test_adaptivity_says_when_a_side_is_constant():
+    frame = many_questions()
+    frame["n_tokens"] = 5
+    out = adaptivity(frame).set_index("source")
+    assert out["spearman_length_vs_solve_rate"].isna().all()
+    assert out.loc["A", "note"] == "constant length: no correlation"
 
 
 def test_histogram_uses_shared_bins():

@@ -40,9 +40,20 @@ def test_position_curves_by_hand():
     assert out.loc[("incorrect", 0, "Student"), ["k", "n"]].tolist() == [1, 1]
     lo, hi = stats.wilson([2], [2])
     assert out.loc[("correct", 0, "Teacher"), "lo"] == pytest.approx(lo[0])
-    # minimum n: only the correct responses' position 0 has n >= 2
-    kept = stats.position_curves(tiny(), min_n=2)
-    assert set(zip(kept["answer"], kept["action_index"])) == {("correct", 0)}
+    # every position is kept; ``enough`` flags n >= min_n (only the correct responses' position 0)
+    flagged = stats.position_curves(tiny(), min_n=2)
+    assert len(flagged) == len(out)
+    enough = flagged.drop_duplicates(["answer", "action_index"]).set_index(["answer", "action_index"])["enough"]
+    assert enough.to_dict() == {("correct", 0): True, ("correct", 1): False, ("correct", 2): False,
+                                ("incorrect", 0): False}
+    note = stats.thin_positions_note(flagged, 2)
+    assert note is not None and note.endswith("positions 1–2 (correct responses); 0 (incorrect responses).")
+    assert stats.thin_positions_note(stats.position_curves(tiny(), min_n=1), 1) is None
+
+
+def test_position_ranges_in_the_note():
+    assert stats._ranges([7, 0, 1, 2, 5, 8, 2]) == "0–2, 5, 7–8"
+    assert stats._ranges([]) == "" and stats._ranges([3]) == "3"
 
 
 def test_token_marks_by_hand():
@@ -91,19 +102,81 @@ def test_suggest_beta_breaks_ties_towards_the_smaller_beta():
     assert stats.beta_grid() == [0.05, 0.1, 0.15, 0.2]
 
 
-def test_two_proportion_test_by_hand():
-    z, p = stats.two_proportion_test(30, 100, 20, 100)
-    assert z == pytest.approx(1.63299, abs=1e-4) and p == pytest.approx(0.10247, abs=1e-4)
+def corpus_from(responses):
+    """An action table from ``(record_id, correct, classes)``; action j of each response."""
+    return pd.DataFrame([{"record_id": rid, "correct": ok, "action_index": j, "cls": cls}
+                         for rid, ok, classes in responses for j, cls in enumerate(classes)])
 
 
-def test_correct_vs_incorrect_counts():
-    out = stats.correct_vs_incorrect(tiny()).set_index("cls")
-    assert out.loc["Teacher", ["k_correct", "n_correct", "k_incorrect", "n_incorrect"]].tolist() == [2, 4, 0, 1]
-    assert out.loc["Student", "share_incorrect"] == 1.0
+def expected_shares(responses, cls):
+    """Per-response share of ``cls`` among scored actions, by a plain loop: (correct, incorrect)."""
+    out = {True: [], False: []}
+    for _, ok, classes in responses:
+        scored = [c for c in classes if c != "Unscored"]
+        if ok in out and scored:
+            out[ok].append(sum(c == cls for c in scored) / len(scored))
+    return out[True], out[False]
+
+
+def test_correct_vs_incorrect_counts_responses_and_skips_unscored_and_unknown():
+    out = stats.correct_vs_incorrect(tiny(), min_responses=1).set_index("cls")
+    # correct: r1 (Teacher .5, Boosted .5), r2 (Teacher .5, Student .5); incorrect: r3 (Student 1)
+    assert out.loc["Teacher", ["responses_correct", "responses_incorrect"]].tolist() == [2, 1]
+    assert out.loc["Teacher", "mean_share_correct_responses"] == pytest.approx(0.5)
+    assert out.loc["Student", "mean_share_correct_responses"] == pytest.approx(0.25)
+    assert out.loc["Student", "mean_share_incorrect_responses"] == 1.0
+    assert out.loc["Student", "difference_correct_minus_incorrect"] == pytest.approx(-0.75)
+    assert "k_correct" not in out.columns and "n_correct" not in out.columns
+    # with the default minimum (5 per group) there is no test, and the note says why
+    small = stats.correct_vs_incorrect(tiny()).set_index("cls")
+    assert small["p_value"].isna().all() and small["mann_whitney_u"].isna().all()
+    assert small.loc["Teacher", "note"] == "no test: 2 correct responses and 1 incorrect response (fewer than 5)"
+    # a response of unknown correctness and an all-Unscored one are left out
+    extra = pd.concat([tiny(), corpus_from([("u", None, ["Teacher"]), ("z", True, ["Unscored", "Unscored"])])])
+    again = stats.correct_vs_incorrect(extra, min_responses=1).set_index("cls")
+    assert again.loc["Teacher", ["responses_correct", "responses_incorrect"]].tolist() == [2, 1]
+
+
+def test_correct_vs_incorrect_is_mann_whitney_on_response_shares_not_pooled_actions():
+    from scipy.stats import mannwhitneyu
+
+    def classes(teacher, total):
+        return ["Teacher"] * teacher + ["Student"] * (total - teacher)
+
+    responses = [(f"c{i}", True, classes(t, 4)) for i, t in enumerate([1, 2, 2, 3, 1])]
+    responses += [(f"i{i}", False, classes(t, 4) + ["Unscored"]) for i, t in enumerate([2, 1, 3, 2, 2, 1])]
+    responses.append(("long", True, classes(300, 300)))  # one long, all-Teacher correct response
+    out = stats.correct_vs_incorrect(corpus_from(responses)).set_index("cls")
+    for cls in ("Teacher", "Student"):
+        x, y = expected_shares(responses, cls)
+        want = mannwhitneyu(x, y, alternative="two-sided")
+        row = out.loc[cls]
+        assert (row["responses_correct"], row["responses_incorrect"]) == (6, 6)
+        assert row["mean_share_correct_responses"] == pytest.approx(sum(x) / len(x))
+        assert row["mean_share_incorrect_responses"] == pytest.approx(sum(y) / len(y))
+        assert row["mann_whitney_u"] == pytest.approx(want.statistic)
+        assert row["p_value"] == pytest.approx(want.pvalue) and row["note"] == ""
+    # pooling actions as independent trials (two-proportion z-test) would call this decisive ...
+    k1, n1 = 9 + 300, 20 + 300  # Teacher actions / scored actions in correct responses
+    k2, n2 = 11, 24
+    pooled = (k1 + k2) / (n1 + n2)
+    z = (k1 / n1 - k2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    assert math.erfc(abs(z) / math.sqrt(2)) < 0.001
+    # ... but per response, one long response is one response: nothing to see
+    assert out.loc["Teacher", "p_value"] > 0.2
+
+
+def test_correct_vs_incorrect_on_an_empty_table():
+    out = stats.correct_vs_incorrect(corpus_from([("a", True, ["Unscored"])]))
+    assert out.empty and "p_value" in out.columns
 
 
 def test_mean_probability_curves():
     table = pd.DataFrame({"action_index": [0, 0, 1], "p_teacher": [0.2, 0.4, 0.9], "p_student": [0.1, np.nan, 0.5]})
-    out = stats.mean_probability_curves(table, min_n=1).set_index(["action_index", "role"])
+    out = stats.mean_probability_curves(table, min_n=2).set_index(["action_index", "role"])
     assert out.loc[(0, "teacher"), "p"] == pytest.approx(0.3) and out.loc[(0, "teacher"), "n"] == 2
     assert out.loc[(0, "student"), "p"] == pytest.approx(0.1) and out.loc[(0, "student"), "n"] == 1
+    # every position is kept; enough = n >= 2
+    assert out["enough"].to_dict() == {(0, "teacher"): True, (0, "student"): False, (1, "teacher"): False,
+                                       (1, "student"): False}
+    assert stats.thin_positions_note(out.reset_index(), 2).endswith("at positions 0–1.")
