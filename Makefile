@@ -36,7 +36,12 @@ test-fast: setup
 app: setup
 	$(PY) -m rdpt_app --server.address 127.0.0.1 --server.headless true
 
+# Empties the per-user token cache ($RDPT_CACHE_DIR, else ~/.cache/rdpt-explorer on Linux,
+# ~/Library/Caches/rdpt-explorer on macOS): only the cache's own entries are deleted. Also
+# removes .rdpt_cache/, where older versions kept the cache inside the checkout.
 clean-cache:
+	@if [ -x $(PY) ]; then $(PY) -c "from rdpt_core.cache import clear_cache, default_cache_dir as d; \
+	    print(f'removed {clear_cache()} cache entries from {d()}')"; fi
 	rm -rf .rdpt_cache
 
 # The mini-distillation lab (see docs/lab.md): rebuilds demo/lab/ from the seed, ~41 min here.

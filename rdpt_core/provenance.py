@@ -1,4 +1,4 @@
-"""Provenance classes of actions (SPEC §1.7–§1.8), vectorised over the action table.
+"""Provenance classes of actions (docs/method.md §7–§8), vectorised over the action table.
 
 Test time, four classes, evaluated in this order (the paper's cascade)::
 

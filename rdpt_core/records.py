@@ -1,4 +1,4 @@
-"""Load evaluation outputs into normalised :class:`Record` objects (SPEC 1.1 and 2).
+"""Load evaluation outputs into normalised :class:`Record` objects (docs/method.md §1 and §14).
 
 Every format (JSONL, JSON, CSV, Parquet) is first turned into ``(line, row)`` pairs and then fed
 to :func:`records_from_rows`, so layout detection, validation and error messages are shared by
@@ -49,7 +49,7 @@ _CSV_FIELD_LIMIT = 2**31 - 1  # reasoning traces exceed csv's 128 KiB default fi
 
 @dataclass(frozen=True)
 class Record:
-    """One response to one question (SPEC 1.1)."""
+    """One response to one question (docs/method.md §1)."""
     record_id: str
     question_id: str
     prompt: str

@@ -1,4 +1,4 @@
-"""Split a response into actions whose character spans tile it exactly (SPEC §1.2).
+"""Split a response into actions whose character spans tile it exactly (docs/method.md §2).
 
 Special markers (``<think>``, the tokenizers' special tokens, …) are actions of their own.
 The text between them is cut by one of three segmenters:

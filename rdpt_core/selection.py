@@ -1,4 +1,4 @@
-"""Teacher-guided data selection (SPEC §1.11, paper section 4): one response per question.
+"""Teacher-guided data selection (docs/method.md §11, paper section 4): one response per question.
 
 Input: an action table of several teacher responses per question scored by the teacher and
 the student only. Per response: the number and share of ``Teacher`` actions under the 3-class

@@ -34,7 +34,7 @@ PAPER = r"([.?!}\]])([\s\n]+)([A-Z])"
 
 
 def reference_spans(response: str, markers: list[str]) -> list[tuple[int, int]]:
-    """SPEC §1.2 written the naive way: split out markers, mark sentence ends with re.sub,
+    """docs/method.md §2 written the naive way: split out markers, mark sentence ends with re.sub,
     then hand whitespace-only pieces to the following piece (or the preceding one at the end)."""
     alternation = "(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + ")"
     pieces = []
@@ -111,7 +111,7 @@ class Reference:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
     def context(self, prompt: str) -> str:
-        """SPEC §1.3 the plain way: the chat template when there is one, else "{prompt}\\n\\n"."""
+        """docs/method.md §3 the plain way: the chat template when there is one, else "{prompt}\\n\\n"."""
         if self.tok.chat_template:
             return self.tok.apply_chat_template([{"role": "user", "content": prompt}],
                                                 add_generation_prompt=True, tokenize=False)

@@ -57,7 +57,7 @@ def test_score_three_real_aime_records_then_rerun_from_cache(tmp_path):
         assert f"{role}: 0 scored, 3 from cache, model loaded 0x" in err
     first = pd.read_parquet(tmp_path / "first.parquet")
     pd.testing.assert_frame_equal(first, pd.read_parquet(tmp_path / "again.parquet"))
-    # the table of SPEC §2, one segmentation for all three models
+    # the action table of docs/method.md §14, one segmentation for all three models
     rows = skythought_rows("aime24.sky-t1-correct-5k-27b")[:3]
     assert first["record_id"].unique().tolist() == ["0:0", "1:0", "2:0"]
     for rid, row in zip(["0:0", "1:0", "2:0"], rows):

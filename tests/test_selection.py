@@ -94,7 +94,7 @@ def test_export_keeps_every_input_field_of_the_lab_teacher_data():
 
 
 def hand_features(records, t_ref: Reference, s_ref: Reference, beta: float) -> dict[str, dict]:
-    """SPEC §1.11 by hand from two plain forward passes: spans by the naive paper split, action
+    """docs/method.md §11 by hand from two plain forward passes: spans by the naive paper split, action
     p by the character-count token rule, Teacher = p_T − p_S > β."""
     markers = sorted({*t_ref.tok.all_special_tokens, *s_ref.tok.all_special_tokens, "<think>", "</think>",
                       "<|begin_of_thought|>", "<|end_of_thought|>", "<|begin_of_solution|>", "<|end_of_solution|>"})

@@ -163,7 +163,7 @@ def write_demo_scores(records: list[Record], out: Path) -> int:
 
 
 def write_teacher_scores(out: Path = LAB_DIR) -> int:
-    """Score every teacher sample by T and S only (SPEC §1.11's input) into ``teacher_corpus/``."""
+    """Score every teacher sample by T and S only (the input of docs/method.md §11) into ``teacher_corpus/``."""
     from ..records import load_records
 
     records = load_records(out / TEACHER_DATA).records
