@@ -253,6 +253,35 @@ def test_explorer_in_chromium_recolours_when_beta_moves(server, browser):
     page.close()
 
 
+def test_a_user_uploads_a_file_and_a_reload_keeps_it(server, browser):
+    """Upload in Chromium: a file whose columns say nothing is refused until mapped; a good file
+    becomes a saved dataset that a reload keeps, and its link opens it in the explorer."""
+    from urllib.parse import parse_qs, urlparse
+
+    url, _ = server
+    page = open_page(browser, url, "trajectories")
+    page.locator('[data-testid="stTab"]', has_text="Upload").click()
+    upload = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    upload.set_input_files(files=[{"name": "ab.csv", "mimeType": "text/csv", "buffer": b"a,b\nq,r\n"}])
+    page.get_by_text("ab.csv: choose the column that holds the prompt").first.wait_for(timeout=60_000)
+    assert page.get_by_role("button", name="Load this file").is_disabled()
+    good = "".join(json.dumps({"record_id": f"u{i}", "prompt": f"What is {i} + 1?",
+                               "response": f"{i} + 1 = {i + 1}. The answer is {i + 1}."}) + "\n" for i in range(3))
+    upload.set_input_files(files=[{"name": "good.jsonl", "mimeType": "application/jsonl", "buffer": good.encode()}])
+    page.get_by_role("button", name="Load this file").wait_for(timeout=60_000)
+    wait_idle(page)
+    page.get_by_role("button", name="Load this file").click()
+    page.get_by_text("Loaded 3 records from good.jsonl").first.wait_for(timeout=60_000)
+    dataset = parse_qs(urlparse(page.url).query)["dataset"][0]
+    assert dataset.startswith("upload-good-jsonl-")
+    page.reload(wait_until="networkidle")  # a reload keeps the uploaded dataset
+    page.get_by_text("Upload: good.jsonl").first.wait_for(timeout=60_000)
+    page.goto(f"{url}/explorer?dataset={dataset}&record=u0", wait_until="networkidle")
+    page.get_by_text("This record has not been scored yet").first.wait_for(timeout=60_000)
+    shoot(page, "explorer-uploaded-unscored")
+    page.close()
+
+
 def test_every_page_every_download_and_every_chart(server, browser):
     url, log_path = server
     downloads: dict[str, dict[str, bytes]] = {}
