@@ -39,9 +39,8 @@ init_state()
 if st.query_params.get("dataset") != st.session_state.dataset_id:  # page switches drop the query
     st.query_params["dataset"] = st.session_state.dataset_id
 caption_slot = sidebar()
+dataset_caption(caption_slot)  # what a page that stops early (st.stop) leaves in place
 for notice in take_notices():
     st.warning(notice)
-try:
-    page.run()
-finally:  # after the page (even one that stopped early), so a load on it shows at once
-    dataset_caption(caption_slot)
+page.run()
+dataset_caption(caption_slot)  # again after the page, so a load on it shows at once

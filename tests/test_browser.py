@@ -278,6 +278,10 @@ def test_a_user_uploads_a_file_and_a_reload_keeps_it(server, browser):
     page.get_by_text("Upload: good.jsonl").first.wait_for(timeout=60_000)
     page.goto(f"{url}/explorer?dataset={dataset}&record=u0", wait_until="networkidle")
     page.get_by_text("This record has not been scored yet").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    # the page stopped early (nothing to explore yet); the sidebar still names the dataset
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    assert "Upload: good.jsonl" in sidebar and "3 records, 0 scored" in sidebar
     shoot(page, "explorer-uploaded-unscored")
     page.close()
 
