@@ -31,17 +31,19 @@ MARK = {True: "✓", False: "✗", None: "?"}
 
 
 SHORT = {"Shared": "Sh", "Teacher": "T", "Student": "St", "Boosted": "B", "Common": "C"}
+# each scored record's class shares as picker text, built once per run (not once per option)
+SHARES = {} if summary is None else {
+    row["record_id"]: " · " + " ".join(f"{SHORT[c]} {row[f'share_{c}']:.0%}"
+                                       for c in (CLASSES_4 if column == "cls" else CLASSES_3)) + " ·"
+    for row in summary.to_dict("records")
+}
 
 
 def label(rid: str) -> str:
     """Record picker label: id, verdict, class shares, the prompt's start."""
     r = records[rid]
-    shares = ""
-    if summary is not None and rid in set(summary.record_id):
-        row = summary.set_index("record_id").loc[rid]
-        classes = CLASSES_4 if column == "cls" else CLASSES_3
-        shares = " · " + " ".join(f"{SHORT[c]} {row[f'share_{c}']:.0%}" for c in classes) + " ·"
-    return f"{rid} {MARK[r.correct]}{shares} {r.prompt[:60]}" + ("" if rid in scored_ids else " · not scored")
+    return (f"{rid} {MARK[r.correct]}{SHARES.get(rid, '')} {r.prompt[:60]}"
+            + ("" if rid in scored_ids else " · not scored"))
 
 
 def go_to(rid: str | None) -> None:

@@ -33,7 +33,8 @@ def seeded(widget: Callable[..., Any], key: str, *args: Any, **kwargs: Any) -> A
 
 def sidebar() -> Any:
     """α, β and the segmenter (shared by every page: the sidebar is drawn once, by ``app.py``),
-    and a placeholder for the dataset caption, filled after the page ran so it is never stale."""
+    and a placeholder for the dataset caption (``app.py`` fills it before the page and again
+    after it, so it is never stale)."""
     st.sidebar.header("Provenance thresholds")
     seeded(st.sidebar.slider, "alpha", "α (Shared)", 0.0, 0.5, step=0.01,
             help="Shared when all three |Δ| ≤ α (Δ_SD, Δ_TD, Δ_TS)")
