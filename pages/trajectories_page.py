@@ -17,7 +17,8 @@ from rdpt_core.answers import check_answer
 from rdpt_core.backends.base import SamplingSettings
 from rdpt_core.models import PROJECT_ROOT
 from rdpt_core.records import (
-    EXTENSIONS, ColumnMapping, Record, guess_mapping, load_records, mapping_problems, peek_columns,
+    EXTENSIONS, REQUIRED_FIELDS, ColumnMapping, Record, guess_mapping, load_records, mapping_problems,
+    peek_columns,
 )
 
 st.title("Trajectories")
@@ -39,7 +40,7 @@ def mapping_section(columns: list[str], digest: str) -> tuple[ColumnMapping | No
     cells = st.columns(3)
     chosen: dict[str, str | None] = {}
     for i, field in enumerate(guess):
-        required = field in ("prompt", "response")
+        required = field in REQUIRED_FIELDS
         options = columns if required else [NONE, *columns]
         default = guess[field] if guess[field] in options else (None if required else NONE)
         value = cells[i % 3].selectbox(field + (" *" if required else ""), options,
