@@ -46,15 +46,15 @@ clean-cache:
 
 # The mini-distillation lab (see docs/lab.md): rebuilds demo/lab/ from the seed, ~41 min here.
 lab: setup
-	$(PY) -m rdpt_core.lab
+	$(PY) -m rdpt_lab
 
 # Re-score the committed lab trajectories into the demo corpus (demo/lab/demo_scores.parquet).
 demo-scores: setup
-	$(PY) -m rdpt_core.lab --only-score
+	$(PY) -m rdpt_lab --only-score
 
 # Score the committed lab teacher samples by T and S (demo/lab/teacher_corpus/, the selection demo).
 teacher-scores: setup
-	$(PY) -m rdpt_core.lab --only-teacher-score
+	$(PY) -m rdpt_lab --only-teacher-score
 
 # The three SkyThought models' AIME24 outputs under SmolLM2 (data/aime24_sources/, the sources demo).
 sources-demo: setup

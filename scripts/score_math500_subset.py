@@ -9,7 +9,7 @@ trace Sky-T1's own lineage.) Writes data/math500_subset/{corpus/, scores.parquet
 
 from pathlib import Path
 
-from rdpt_core.lab.run import lineage_specs
+from rdpt_lab.run import lineage_specs
 from rdpt_core.records import load_records
 from rdpt_core.scoring import score_corpus
 from rdpt_core.store import save_corpus

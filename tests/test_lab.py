@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from rdpt_core.lab import problems as P
-from rdpt_core.lab.train import _batch_loss
+from rdpt_lab import problems as P
+from rdpt_lab.train import _batch_loss
 from rdpt_core.records import load_records
 
 LAB = REPO / "demo" / "lab"
@@ -136,7 +136,7 @@ def test_adapter_loads_through_the_zoo_and_changes_the_model(gemma):
 @pytest.mark.slow
 def test_distillation_moved_the_student_toward_the_teacher_on_held_out_responses(tmp_path):
     from rdpt_core.cache import TokenCache
-    from rdpt_core.lab.run import lineage_specs
+    from rdpt_lab.run import lineage_specs
     from rdpt_core.scoring import score_corpus
 
     heldout = [r for r in load_records(LAB / "teacher_data.jsonl").records if r.meta["split"] == "heldout"]
@@ -152,7 +152,7 @@ def test_distillation_moved_the_student_toward_the_teacher_on_held_out_responses
 @pytest.mark.slow
 def test_committed_demo_scores_match_a_fresh_rescore(tmp_path):
     from rdpt_core.cache import TokenCache
-    from rdpt_core.lab.run import DEMO_SCORES, distilled_trajectories, score_demo
+    from rdpt_lab.run import DEMO_SCORES, distilled_trajectories, score_demo
 
     committed = pd.read_parquet(LAB / DEMO_SCORES)
     subset = distilled_trajectories()[:: max(1, len(distilled_trajectories()) // 4)][:4]

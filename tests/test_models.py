@@ -93,3 +93,55 @@ def test_memory_estimate_is_for_one_window_when_the_sequence_is_longer(smollm2_s
     assert long.activation_bytes == at_window.activation_bytes and not at_window.windowed
     short = estimate_memory(smollm2_spec, n_tokens=1024)
     assert short.pass_tokens == 1024 and short.activation_bytes < at_window.activation_bytes
+
+
+def test_named_models_come_from_the_packaged_zoo_and_entry_point_plugins(monkeypatch):
+    from importlib import metadata
+
+    from rdpt_core import models
+
+    class Plugin:
+        name, value = "extra", "somewhere:MODELS"
+
+        def __init__(self, payload):
+            self.payload = payload
+
+        def load(self):
+            if isinstance(self.payload, Exception):
+                raise self.payload
+            return self.payload
+
+    plugins = [Plugin({"mine": {"base": "gemma3-270m", "adapter": "/abs/adapter"}}), Plugin(ImportError("gone"))]
+    monkeypatch.setattr(metadata, "entry_points", lambda group: plugins if group == models.ZOO_ENTRY_POINTS else [])
+    models.zoo.cache_clear()
+    try:
+        named = models.zoo()
+    finally:
+        models.zoo.cache_clear()
+    # the plug-in's model is added, the broken plug-in is skipped, the packaged models stay
+    assert named["mine"]["adapter"] == "/abs/adapter"
+    assert set(models.ZOO) <= set(named) and "gemma3-270m-distilled" not in models.ZOO
+
+
+def test_the_lab_registers_its_distilled_model_through_the_entry_point():
+    from rdpt_core.models import zoo
+    from rdpt_lab.models import LAB_DIR
+
+    assert zoo()["gemma3-270m-distilled"] == {"base": "gemma3-270m", "adapter": str(LAB_DIR / "adapter")}
+
+
+def test_the_library_does_not_depend_on_the_lab():
+    """rdpt_core imports nothing from rdpt_lab and names none of its outputs (demo/lab/)."""
+    import ast
+    from pathlib import Path
+
+    import rdpt_core
+
+    offenders = []
+    for path in Path(rdpt_core.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        imported = [n.module or "" for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Import) for a in n.names]
+        if any(m.startswith("rdpt_lab") for m in imported) or "demo/lab" in text:
+            offenders.append(path.name)
+    assert not offenders, offenders

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..provenance import CLASSES_4, UNSCORED, classify_table
+from rdpt_core.provenance import CLASSES_4, UNSCORED, classify_table
 
 
 def class_summary(actions: pd.DataFrame, alpha: float = 0.1, beta: float = 0.1, min_n: int = 10) -> dict[str, pd.DataFrame]:

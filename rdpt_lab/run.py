@@ -26,18 +26,18 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from ..backends import create_backend
-from ..backends.base import SamplingSettings
-from ..backends.hf import HFBackend
-from ..cache import TokenCache
-from ..models import PROJECT_ROOT, ModelSpec, resolve_spec
-from ..records import Record, write_records_jsonl
-from ..scoring import ScoredCorpus, score_corpus
-from ..store import save_corpus
+from rdpt_core.backends import create_backend
+from rdpt_core.backends.base import SamplingSettings
+from rdpt_core.backends.hf import HFBackend
+from rdpt_core.cache import TokenCache
+from rdpt_core.models import ModelSpec, resolve_spec
+from rdpt_core.records import Record, write_records_jsonl
+from rdpt_core.scoring import ScoredCorpus, score_corpus
+from rdpt_core.store import save_corpus
 from . import problems as P
+from .models import LAB_DIR
 from .train import LoraSettings, train_lora
 
-LAB_DIR = PROJECT_ROOT / "demo" / "lab"
 TEACHER, STUDENT, DISTILLED = "smollm2-135m-instruct", "gemma3-270m", "gemma3-270m-distilled"
 # Stop a sample once it has stated its answer ("The answer is 12."): what follows is noise.
 DEMO_SCORES = "demo_scores.parquet"
@@ -164,7 +164,7 @@ def write_demo_scores(records: list[Record], out: Path) -> int:
 
 def write_teacher_scores(out: Path = LAB_DIR) -> int:
     """Score every teacher sample by T and S only (the input of docs/method.md §11) into ``teacher_corpus/``."""
-    from ..records import load_records
+    from rdpt_core.records import load_records
 
     records = load_records(out / TEACHER_DATA).records
     specs = lineage_specs(out)
@@ -176,7 +176,7 @@ def write_teacher_scores(out: Path = LAB_DIR) -> int:
 
 
 def distilled_trajectories(lab_dir: Path = LAB_DIR) -> list[Record]:
-    from ..records import load_records
+    from rdpt_core.records import load_records
 
     records = load_records(lab_dir / "test_trajectories.jsonl").records
     return [r for r in records if r.source == "distilled"]
@@ -241,7 +241,7 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rdpt_core.lab", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m rdpt_lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=LAB_DIR)
     parser.add_argument("--seed", type=int, default=LabConfig.seed)

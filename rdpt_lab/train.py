@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..backends.hf import HFBackend
+from rdpt_core.backends.hf import HFBackend
 
 
 @dataclass(frozen=True)
