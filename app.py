@@ -12,6 +12,7 @@ import streamlit as st
 
 from rdpt_app.state import init_state, take_notices
 from rdpt_app.widgets import dataset_caption, sidebar
+from rdpt_core.render import escape_markdown
 
 PAGES = {
     "Explore": [
@@ -41,6 +42,6 @@ if st.query_params.get("dataset") != st.session_state.dataset_id:  # page switch
 caption_slot = sidebar()
 dataset_caption(caption_slot)  # what a page that stops early (st.stop) leaves in place
 for notice in take_notices():
-    st.warning(notice)
+    st.warning(escape_markdown(notice))  # notices quote the address bar: a crafted link must stay text
 page.run()
 dataset_caption(caption_slot)  # again after the page, so a load on it shows at once

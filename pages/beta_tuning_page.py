@@ -24,13 +24,19 @@ except ValueError:
 
 alpha = settings().alpha
 overlaps = stats.beta_overlaps(table, alpha, betas, bins, column)
-suggested = stats.suggest_beta(overlaps)
-if suggested is not None:
+props = stats.proportions_by_beta(table, alpha, betas, column)
+# one class at every β: no pair of classes, so no overlap to minimise and nothing to suggest
+suggested = stats.suggest_beta(overlaps) if len(overlaps) else None
+if props.empty:
+    st.info("No action has all its probabilities (every one is Unscored): nothing to tune β on.")
+elif overlaps.empty:
+    st.info(f"Only one class ({', '.join(sorted(set(props['cls'])))}) at every β of the grid: no two classes "
+            "whose overlap could choose β.")
+elif suggested is not None:
     st.success(f"Suggested β = {suggested:.2f}: the two most frequent classes overlap least there.")
     # a callback: the β slider is drawn before this page, so its value is set before the rerun
     st.button(f"Apply β = {suggested:.2f}", type="primary", key="beta_apply",
               on_click=lambda: st.session_state.update(beta=suggested))
-props = stats.proportions_by_beta(table, alpha, betas, column)
 chart(beta_histograms(props, suggested, bins), "beta-histograms")
 st.subheader("Overlap of every pair of classes")
 st.dataframe(overlaps.pivot_table(index=["class_a", "class_b"], columns="beta", values="overlap").round(3))

@@ -11,7 +11,7 @@ from rdpt_core.explore import (
     TOKENIZER_WARNING, action_tokens, filter_records, neighbours, record_summary, tokenizers_differ, with_margins,
 )
 from rdpt_core.provenance import CLASSES_3, CLASSES_4, UNSCORED, class_column
-from rdpt_core.render import highlighted_block, token_strip_html
+from rdpt_core.render import escape_markdown, highlighted_block, token_strip_html
 
 st.title("Response explorer")
 ss = st.session_state
@@ -99,7 +99,7 @@ def contexts_section(record) -> None:
     """What each model is given before the response: its chat template or the raw template."""
     with st.expander("What each model scored (rendered context)"):
         st.caption("Rendered with the Models page's current settings. The corpus was scored by: "
-                   + ", ".join(f"{role} = {label}" for role, label in ss.corpus.models.items()) + ".")
+                   + ", ".join(f"{role} = {escape_markdown(label)}" for role, label in ss.corpus.models.items()) + ".")
         if st.button("Render the contexts", key="ctx_render"):
             from rdpt_app.loaders import backend
 
@@ -111,10 +111,10 @@ def contexts_section(record) -> None:
                     model = backend(spec)
                     mode = "chat template" if spec.template == "chat" or (
                         spec.template == "auto" and model.facts().has_chat_template) else "raw template"
-                    st.markdown(f"**{role}** · {spec.label} · {mode}")
+                    st.markdown(f"**{role}** · {escape_markdown(spec.label)} · {mode}")
                     st.code(model.render_context(record.prompt) + "⟨response⟩", language=None, wrap_lines=True)
                 except (ValueError, OSError) as err:
-                    st.error(f"{role}: {err}")
+                    st.error(f"{role}: {escape_markdown(err)}")
 
 
 rid = record_picker()

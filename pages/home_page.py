@@ -4,7 +4,7 @@ import streamlit as st
 
 from rdpt_app.state import current_actions, open_dataset
 from rdpt_core.provenance import class_column
-from rdpt_core.render import highlighted_block
+from rdpt_core.render import escape_markdown, highlighted_block
 
 st.title("RDPT Explorer")
 st.markdown(
@@ -20,9 +20,10 @@ left, right = st.columns([2, 1])
 with right:
     st.subheader("Current set-up")
     for role, choice in ss.choices.items():
-        state = choice["name"] if choice.get("enabled", True) else "off"
-        st.markdown(f"- **{role}**: `{state}` · {choice['quantization']} · {choice['template']} template")
-    st.markdown(f"- **dataset**: {ss.dataset_name} ({len(ss.records)} records)")
+        # the model name is typed by the user: escaped, and not in a code span (a backtick would end it)
+        state = escape_markdown(choice["name"]) if choice.get("enabled", True) else "off"
+        st.markdown(f"- **{role}**: {state} · {choice['quantization']} · {choice['template']} template")
+    st.markdown(f"- **dataset**: {escape_markdown(ss.dataset_name)} ({len(ss.records)} records)")
     st.markdown(f"- **α** = {ss.alpha:.2f}, **β** = {ss.beta:.2f}, segmenter `{ss.segmenter}`")
     for dataset_id, label, primary in (("demo", "Open the demo in the explorer", True),
                                        ("math500-subset", "Open real MATH500 responses in the explorer", False)):
@@ -36,7 +37,7 @@ with right:
 
 with left:
     st.subheader("Preview")
-    st.caption(f"{ss.dataset_name}. The lab's lineage: SmolLM2-135M-Instruct (teacher) → Gemma-3-270M "
+    st.caption(f"{escape_markdown(ss.dataset_name)}. The lab's lineage: SmolLM2-135M-Instruct (teacher) → Gemma-3-270M "
                "(student) → Gemma-3-270M + LoRA trained on the teacher's answers (distilled). "
                "Hover a sentence for its numbers.")
     table = current_actions()

@@ -6,6 +6,7 @@ import streamlit as st
 from rdpt_app.loaders import backend
 from rdpt_app.scoring import spec_for
 from rdpt_core.models import DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, estimate_memory, zoo
+from rdpt_core.render import escape_markdown
 from rdpt_core.scoring import ROLES
 
 st.title("Models")
@@ -72,8 +73,8 @@ def specs() -> tuple[dict, list[str]]:
 
 
 chosen, spec_errors = specs()
-for message in spec_errors:  # e.g. a local directory that does not exist
-    st.error(message)
+for message in spec_errors:  # e.g. a local directory that does not exist (the user's own text: escaped)
+    st.error(escape_markdown(message))
 
 
 def available_memory() -> tuple[str, int]:
@@ -134,19 +135,20 @@ with left:
     if "memory_estimate" in ss:
         asked, where, free, rows, errors = ss.memory_estimate
         for error in errors:
-            st.error(error)
+            st.error(escape_markdown(error))
         if rows:
             table = pd.DataFrame(rows).assign(fits=lambda d: d["total (GiB)"] * 2**30 <= free)
             st.dataframe(table, hide_index=True)
             st.caption(f"For a {asked:,}-token sequence, compared with {where}: {free / 2**30:.1f} GiB. "
                        "One model is in memory at a time.")
             for row in table.to_dict("records"):
+                who = f"{row['role']} ({escape_markdown(row['model'])})"  # the label may be the user's own text
                 if row["windowed"]:
-                    st.info(f"{row['role']} ({row['model']}): {asked:,} tokens exceed its {row['window (tokens)']:,}-token "
+                    st.info(f"{who}: {asked:,} tokens exceed its {row['window (tokens)']:,}-token "
                             "window, so such a response is scored in overlapping windows of that size; the "
                             "actions scored with a cut left context are flagged (truncated_*).")
                 if not row["fits"]:
-                    st.error(f"{row['role']} ({row['model']}) won't fit: needs ~{row['total (GiB)']} GiB. "
+                    st.error(f"{who} won't fit: needs ~{row['total (GiB)']} GiB. "
                              "Try nf4 or 8-bit quantization, or a shorter window.")
 with right:
     st.subheader("Tokenizers")
@@ -155,6 +157,6 @@ with right:
     if "tokenizer_facts" in ss:
         rows, errors = ss.tokenizer_facts
         for error in errors:
-            st.error(error)
+            st.error(escape_markdown(error))
         if rows:
             st.dataframe(pd.DataFrame(rows), hide_index=True)

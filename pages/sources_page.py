@@ -8,6 +8,7 @@ from rdpt_app.scoring import roles_available, spec_for
 from rdpt_app.state import settings
 from rdpt_app.widgets import StreamlitProgress, chart, download
 from rdpt_core.charts import length_difficulty_chart, length_histogram_chart
+from rdpt_core.render import escape_markdown
 from rdpt_core.report import build_report
 from rdpt_core.sources import (
     ADAPTIVITY_CAPTION, adaptivity, histogram, length_stats, length_vs_difficulty, response_table, score_reference,
@@ -33,7 +34,8 @@ else:
     from_corpus = corpus.tokens.get(role, {}) if corpus is not None and corpus.models.get(role) == spec.label else {}
     done = {**from_corpus, **scored_here}
     todo = [r for r in records if r.record_id not in done]
-    if todo and st.button(f"Score {len(todo)} response(s) with {spec.label}", key="src_score", type="primary"):
+    if todo and st.button(f"Score {len(todo)} response(s) with {escape_markdown(spec.label)}", key="src_score",
+                          type="primary"):
         scored_here.update(score_reference(todo, backend(spec), progress=StreamlitProgress))
         st.rerun()
     responses = response_table(records, done)
@@ -47,7 +49,8 @@ else:
 n_sources = responses["source"].nunique()
 if n_sources < 2:
     st.warning("Only one source: tag records with a `source` (e.g. load one file per model) to compare.")
-st.caption(f"{len(responses)} responses from {n_sources} source(s); lengths and perplexity under {reference}.")
+st.caption(f"{len(responses)} responses from {n_sources} source(s); lengths and perplexity under "
+           f"{escape_markdown(reference)}.")
 
 unit = st.radio("Length in", ["reference tokens", "characters"], horizontal=True, key="src_unit")
 column = "n_tokens" if unit == "reference tokens" else "n_chars"

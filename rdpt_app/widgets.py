@@ -14,6 +14,7 @@ import streamlit as st
 
 from rdpt_core.charts import chart_png, chart_svg
 from rdpt_core.records import RecordIssue
+from rdpt_core.render import escape_markdown
 
 from .state import SEGMENTERS, current_actions
 
@@ -58,7 +59,7 @@ def scored_actions() -> pd.DataFrame:
 def dataset_caption(slot: Any) -> None:
     ss = st.session_state
     scored = len(ss.corpus.records) if ss.get("corpus") is not None else 0
-    slot.caption(f"Dataset: **{ss.dataset_name}** · {len(ss.records)} records, {scored} scored")
+    slot.caption(f"Dataset: **{escape_markdown(ss.dataset_name)}** · {len(ss.records)} records, {scored} scored")
 
 
 def download(container: Any, label: str, build: Callable[[], bytes | str], file_name: str, mime: str,

@@ -16,6 +16,7 @@ settings.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ EXPORT_WIDTH = 640
 FACET_MAX_WIDTH = 950  # a facet/concat chart's whole width stays under this (a ~1000 px column)
 
 _INT_AXIS: dict[str, Any] = {"tickMinStep": 1, "format": "d"}  # the action index is discrete
+_LISTED_TICKS = 15  # up to this many steps, every action index gets its own tick
 # The corpus charts (position, n_j, mean probability) stack on one page over a shared x domain:
 # legends on top and a fixed y-axis extent give them the same plot width, so positions line up.
 _STACKED_Y_AXIS: dict[str, Any] = {"minExtent": 40, "maxExtent": 40}
@@ -59,12 +61,28 @@ def _composite(chart):
     return chart.properties(usermeta=EMBED_USERMETA, autosize=alt.AutoSizeParams(type="pad"))
 
 
-def _x_index(title: str = "action index", x_domain: Sequence[float] | None = None, **scale) -> alt.X:
-    """The action index on x: integer ticks, optionally a fixed domain shared between charts."""
+def _index_axis(lo: float, hi: float) -> alt.Axis:
+    """Integer ticks on an action-index axis; a short range lists every index as a tick, since
+    vl-convert's Vega ignores ``tickMinStep`` and would label 0, 0.5, 1 … as "0, 1, 1 …"."""
+    if math.isfinite(lo) and math.isfinite(hi) and hi - lo <= _LISTED_TICKS:
+        return alt.Axis(**_INT_AXIS, values=list(range(math.ceil(lo), math.floor(hi) + 1)))
+    return alt.Axis(**_INT_AXIS)
+
+
+def _x_index(title: str = "action index", x_domain: Sequence[float] | None = None,
+             span: tuple[float, float] | None = None, **scale) -> alt.X:
+    """The action index on x: integer ticks, optionally a fixed domain shared between charts.
+    ``span``: the data's own index range (for the ticks when no ``x_domain`` is given)."""
     if x_domain is not None:
         scale = {"nice": False, "zero": False, **scale, "domain": [float(x_domain[0]), float(x_domain[1])]}
-    return alt.X("action_index:Q", title=title, axis=alt.Axis(**_INT_AXIS),
+    lo, hi = x_domain if x_domain is not None else span if span is not None else (math.nan, math.nan)
+    return alt.X("action_index:Q", title=title, axis=_index_axis(float(lo), float(hi)),
                  scale=alt.Scale(**scale) if scale else alt.Undefined)
+
+
+def _span(frame: pd.DataFrame) -> tuple[float, float]:
+    index = frame["action_index"]
+    return (float(index.min()), float(index.max())) if len(index) else (math.nan, math.nan)
 
 
 def _class_scale(column: str) -> alt.Scale:
@@ -89,7 +107,7 @@ def response_chart(actions: pd.DataFrame, column: str = "cls", height: int = 320
     x_scale = alt.Scale(domain=[-0.5, float(data["action_index"].max()) + 0.5], nice=False, zero=False)
     band_cols = ["action_index", "x0", "x1", column, "snippet", *(f"p_{r}" for r in roles), *(d[0] for d in deltas)]
     bands = alt.Chart(_data(data[band_cols])).mark_rect(opacity=0.25).encode(
-        x=alt.X("x0:Q", title="action index", scale=x_scale, axis=alt.Axis(**_INT_AXIS)), x2="x1:Q",
+        x=alt.X("x0:Q", title="action index", scale=x_scale, axis=_index_axis(*_span(data))), x2="x1:Q",
         color=alt.Color(f"{column}:N", scale=_class_scale(column), title="class"),
         tooltip=[alt.Tooltip("action_index:Q", title="action", format="d"),
                  *(alt.Tooltip(f"p_{r}:Q", title=ROLE_SHORT[r], format=".3f") for r in roles),
@@ -125,31 +143,70 @@ def chart_svg(chart: alt.TopLevelMixin) -> str:
 
 
 _DASH = alt.Scale(domain=["correct", "incorrect"], range=[[1, 0], [6, 4]])
+# Positions resting on fewer than min-n responses (``enough`` false in rdpt_core.stats' curves)
+# are drawn, but faded and as hollow points: a small corpus keeps its figure, read with care.
+THIN_OPACITY = 0.3
+
+
+def _thin_label(min_n: int | None) -> str:
+    return f"fewer than {min_n} responses: faded" if min_n else "few responses: faded"
+
+
+def _support_opacity(min_n: int | None) -> alt.Opacity:
+    """Opacity by ``enough``: full, or :data:`THIN_OPACITY` below min-n. Its legend has one
+    entry, the faded kind ("fewer than N responses: faded")."""
+    return alt.Opacity("enough:N", scale=alt.Scale(domain=[True, False], range=[1.0, THIN_OPACITY]),
+                       legend=alt.Legend(title=None, values=[False], labelExpr=repr(_thin_label(min_n)),
+                                         symbolFillColor="transparent", **_TOP_LEGEND))
+
+
+def _curves(data: pd.DataFrame, value: str, x: alt.X, y: alt.Y, series: dict[str, Any], tooltip: list,
+            min_n: int | None) -> list:
+    """A line per series (``series``: its color and, maybe, strokeDash channels) over every
+    position. Where some positions are thin: the whole line
+    faded, solid only between positions with enough responses (``value`` is null at thin ones,
+    so the solid line breaks there instead of bridging them), and thin positions as hollow,
+    faded points (a lone thin position has no line segment to show it)."""
+    thin = ~data["enough"].astype(bool)
+    solid_data = data.assign(**{value: data[value].where(~thin)}) if thin.any() else data
+    solid = alt.Chart(_data(solid_data)).mark_line().encode(x=x, y=y, tooltip=tooltip, **series)
+    if not thin.any():
+        return [solid]
+    quiet = {name: channel.copy() for name, channel in series.items()}
+    for channel in quiet.values():  # the solid line owns the legends
+        channel.legend = None
+    faded = alt.Chart(_data(data)).mark_line(opacity=THIN_OPACITY).encode(x=x, y=y, tooltip=tooltip, **quiet)
+    points = alt.Chart(_data(data[thin])).mark_point(filled=False, size=40, strokeWidth=1.5).encode(
+        x=x, y=y, tooltip=tooltip, opacity=_support_opacity(min_n), color=quiet["color"])
+    return [faded, solid, points]
 
 
 def position_chart(curves: pd.DataFrame, marks: pd.DataFrame | None = None, column_classes=CLASSES_4,
-                   height: int = 340, x_domain: tuple[float, float] | None = None) -> alt.LayerChart:
+                   height: int = 340, x_domain: tuple[float, float] | None = None,
+                   min_n: int | None = None) -> alt.LayerChart:
     """The paper's Figure 3/4: per-position class shares, correct responses solid and incorrect
     dashed, 95% Wilson bands, and rules where the mean cumulative token count crosses each mark.
+    Positions with fewer than ``min_n`` responses (``enough`` false) are faded, hollow points.
     ``x_domain``: a fixed action-index range (to line it up with the other corpus charts)."""
     data = curves[curves["answer"].isin(["correct", "incorrect"])]
     classes = [c for c in dict.fromkeys((*column_classes, *CLASSES_3)) if c in set(data["cls"])]
     scale = alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes])
     dash = alt.StrokeDash("answer:N", title="response", scale=_DASH, legend=alt.Legend(**_TOP_LEGEND))
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
-    x = _x_index(x_domain=x_domain)
-    base = alt.Chart(_data(data)).encode(x=x)
-    # the pale band must not drive the legend: the line layer owns it (solid swatches)
-    band = base.mark_area(opacity=0.12).encode(
-        y="lo:Q", y2="hi:Q", detail="answer:N", color=alt.Color("cls:N", scale=scale, legend=None))
-    line = base.mark_line().encode(
-        y=alt.Y("share:Q", title="share of responses", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(**_STACKED_Y_AXIS)), strokeDash=dash,
-        color=alt.Color("cls:N", title="class", scale=scale, legend=alt.Legend(**_TOP_LEGEND)),
-        tooltip=[alt.Tooltip("action_index:Q", format="d"), "cls:N", "answer:N", alt.Tooltip("share:Q", format=".3f"),
-                 "k:Q", "n:Q", alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
-    )
-    layers = [band, line]
+    x = _x_index(x_domain=x_domain, span=_span(data))
+    # Wilson bands only where a position has enough responses (nulls break the area): at a thin
+    # one the band spans most of [0, 1] and would drown the faded curves. The pale band must not
+    # drive the legend: the line layer owns it (solid swatches)
+    enough = data["enough"].astype(bool)
+    bands = data.assign(lo=data["lo"].where(enough), hi=data["hi"].where(enough))
+    band = alt.Chart(_data(bands)).mark_area(opacity=0.12).encode(
+        x=x, y="lo:Q", y2="hi:Q", detail="answer:N", color=alt.Color("cls:N", scale=scale, legend=None))
+    y = alt.Y("share:Q", title="share of responses", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(**_STACKED_Y_AXIS))
+    series = {"strokeDash": dash,
+              "color": alt.Color("cls:N", title="class", scale=scale, legend=alt.Legend(**_TOP_LEGEND))}
+    tooltip = [alt.Tooltip("action_index:Q", format="d"), "cls:N", "answer:N", alt.Tooltip("share:Q", format=".3f"),
+               "k:Q", "n:Q", alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")]
+    layers = [band, *_curves(data, "share", x, y, series, tooltip, min_n)]
     if marks is not None and len(marks):
         rules = alt.Chart(_data(marks)).mark_rule(color="#555", strokeDash=[2, 2]).encode(x=x)
         labels = marks.assign(label=lambda d: (d["tokens"] // 1000).astype(str) + "k")
@@ -157,31 +214,45 @@ def position_chart(curves: pd.DataFrame, marks: pd.DataFrame | None = None, colu
             x=x, y=alt.value(0), text="label:N")
         layers += [rules, text]
     # independent legends over the shared colour scale: the band's (None) cannot erase the line's
-    chart = alt.layer(*layers).resolve_legend(color="independent").properties(height=height).add_params(zoom)
+    chart = (alt.layer(*layers).resolve_legend(color="independent", strokeDash="independent")
+             .properties(height=height).add_params(zoom))
     return _view(chart)
 
 
-def counts_chart(curves: pd.DataFrame, height: int = 160, x_domain: tuple[float, float] | None = None) -> alt.Chart:
-    """n_j: how many responses have a scored j-th action (correct vs incorrect)."""
+def counts_chart(curves: pd.DataFrame, height: int = 160, x_domain: tuple[float, float] | None = None,
+                 min_n: int | None = None) -> alt.Chart | alt.LayerChart:
+    """n_j: how many responses have a scored j-th action (correct vs incorrect); with ``min_n``,
+    a dashed rule at n = min_n (below it, the other charts fade a position)."""
     n = curves.drop_duplicates(["answer", "action_index"])[["answer", "action_index", "n"]]
-    return _view(alt.Chart(_data(n)).mark_line(interpolate="step-after").encode(
-        x=_x_index(x_domain=x_domain), y=alt.Y("n:Q", title="n_j", axis=alt.Axis(**_STACKED_Y_AXIS)),
+    x = _x_index(x_domain=x_domain, span=_span(n))
+    steps = alt.Chart(_data(n)).mark_line(interpolate="step-after").encode(
+        x=x, y=alt.Y("n:Q", title="n_j", axis=alt.Axis(**_STACKED_Y_AXIS)),
         strokeDash=alt.StrokeDash("answer:N", title="response", scale=_DASH, legend=alt.Legend(**_TOP_LEGEND)),
         tooltip=[alt.Tooltip("action_index:Q", format="d"), "answer:N", "n:Q"],
-    ).properties(height=height))
+    )
+    if not min_n:
+        return _view(steps.properties(height=height))
+    level = pd.DataFrame({"n": [min_n], "label": [f"min-n = {min_n}: fewer responses are faded"]})
+    rule = alt.Chart(_data(level)).mark_rule(color="#888", strokeDash=[2, 2]).encode(y="n:Q")
+    text = alt.Chart(_data(level)).mark_text(align="right", baseline="bottom", dy=-2, color="#666").encode(
+        y="n:Q", x=alt.value("width"), text="label:N")
+    return _view(alt.layer(steps, rule, text).properties(height=height))
 
 
-def mean_probability_chart(means: pd.DataFrame, height: int = 240,
-                           x_domain: tuple[float, float] | None = None) -> alt.Chart:
+def mean_probability_chart(means: pd.DataFrame, height: int = 240, x_domain: tuple[float, float] | None = None,
+                           min_n: int | None = None) -> alt.Chart | alt.LayerChart:
+    """Mean p_T / p_S / p_D per position; positions with fewer than ``min_n`` responses
+    (``enough`` false) are faded, hollow points."""
     roles = [r for r in ROLE_COLORS if r in set(means["role"])]
-    return _view(alt.Chart(_data(means.assign(model=lambda d: d["role"].map(ROLE_LABELS)))).mark_line().encode(
-        x=_x_index(x_domain=x_domain),
-        y=alt.Y("p:Q", title="mean action probability", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(**_STACKED_Y_AXIS)),
-        color=alt.Color("model:N", title="model", legend=alt.Legend(**_TOP_LEGEND), scale=alt.Scale(
-            domain=[ROLE_LABELS[r] for r in roles], range=[ROLE_COLORS[r] for r in roles])),
-        tooltip=[alt.Tooltip("action_index:Q", format="d"), "model:N", alt.Tooltip("p:Q", format=".3f"), "n:Q"],
-    ).properties(height=height))
+    data = means.assign(model=lambda d: d["role"].map(ROLE_LABELS))
+    x = _x_index(x_domain=x_domain, span=_span(data))
+    y = alt.Y("p:Q", title="mean action probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(**_STACKED_Y_AXIS))
+    color = alt.Color("model:N", title="model", legend=alt.Legend(**_TOP_LEGEND), scale=alt.Scale(
+        domain=[ROLE_LABELS[r] for r in roles], range=[ROLE_COLORS[r] for r in roles]))
+    tooltip = [alt.Tooltip("action_index:Q", format="d"), "model:N", alt.Tooltip("p:Q", format=".3f"), "n:Q"]
+    layers = _curves(data, "p", x, y, {"color": color}, tooltip, min_n)
+    chart = alt.layer(*layers).resolve_legend(color="independent") if len(layers) > 1 else layers[0]
+    return _view(chart.properties(height=height))
 
 
 def beta_cell_width(n_betas: int, max_width: int = FACET_MAX_WIDTH) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -48,6 +49,27 @@ _CSS = """
 .rdpt-scale-bar { display: inline-block; width: 10rem; height: 0.8rem; border-radius: 3px; }
 </style>
 """
+
+
+# What makes Markdown (CommonMark, GFM, Streamlit's extensions) out of plain text, escaped with a
+# backslash (CommonMark shows a backslash-escaped punctuation character as itself): characters
+# that start syntax anywhere; a colon glued to what follows (``javascript:``, ``https://``,
+# ``:red[…]``); the dot of ``www.`` (autolinked); and, at the start, a list, heading or quote
+# marker. Other punctuation (``/ . , : ( ) ! - '``) is inert once these are escaped, so names and
+# paths stay readable in the Markdown source too.
+_MARKDOWN_ANYWHERE = re.compile(r"[\\`*_~\[\]<>&$|#@{}]|:(?=\S)|(?<=[wW][wW][wW])\.")
+_MARKDOWN_AT_START = re.compile(r"^(?:[-+=]|\d{1,9}[.)])")
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029\x0b\x0c\x85]")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` (from data: a name, an id, a label, an error) made literal inside Markdown, as
+    Streamlit's ``st.markdown``/``st.caption``/alerts/widget labels render it: no link, image,
+    emphasis, code, math, HTML or directive can come out of it. Line breaks become spaces (it
+    is meant for inline use), and the text is stripped (a trailing space would end ``**bold**``
+    early); show multi-line text with ``st.text`` or ``st.code`` instead."""
+    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\g<0>", _LINE_BREAKS.sub(" ", str(text)).strip())
+    return _MARKDOWN_AT_START.sub(lambda marker: f"{marker[0][:-1]}\\{marker[0][-1]}", escaped)
 
 
 def tint(hex_color: str, alpha: float = 0.35) -> str:

@@ -17,7 +17,7 @@ from .charts import (
     agreement_chart, behaviour_chart, beta_histograms, chart_svg, counts_chart, length_difficulty_chart,
     length_histogram_chart, mean_probability_chart, position_chart, selection_chart,
 )
-from .provenance import class_column, classify_table
+from .provenance import UNSCORED, class_column, classify_table
 from .render import highlighted_block
 
 _PAGE = """<!doctype html>
@@ -78,45 +78,99 @@ def build_report(
     return _PAGE.format(title=html.escape(title), body="\n".join(parts))
 
 
+def _missing(section: str, reason: str) -> list[str]:
+    """Why a section has nothing to show (``data-missing`` names the section for tests and readers)."""
+    return [f'<p class="muted missing" data-missing="{html.escape(section)}">{html.escape(reason)}</p>']
+
+
 def _provenance_sections(actions: pd.DataFrame, alpha: float, beta: float, betas: Sequence[float] | None,
                          min_n: int, token_step: int, n_examples: int) -> list[str]:
     table = classify_table(actions, alpha, beta)
     column = class_column(table)
-    parts = [f"<p>{table.record_id.nunique()} responses, {len(table)} actions.</p>"]
+    n_scored = int((table[column] != UNSCORED).sum())
+    return [f"<p>{table.record_id.nunique()} responses, {len(table)} actions, {n_scored} of them scored.</p>",
+            *_position_section(table, column, min_n, token_step),
+            *_means_section(table, min_n),
+            *_correct_section(table, column),
+            *_beta_section(actions, alpha, betas, column),
+            *_behaviour_section(table, column),
+            *_examples_section(table, column, n_examples)]
 
+
+def _no_scored_action(table: pd.DataFrame, what: str) -> str:
+    """The reason shared by the sections that need at least one scored action."""
+    if table.empty:
+        return f"The action table has no rows: no {what}."
+    return f"No action has all its probabilities (every one is Unscored): no {what}."
+
+
+def _position_section(table: pd.DataFrame, column: str, min_n: int, token_step: int) -> list[str]:
+    parts = ["<h2>Class share by position</h2>"]
     curves = stats.position_curves(table, column, min_n)
-    parts.append("<h2>Class share by position</h2>")
     if curves.empty:
-        parts.append("<p>No response has a scored action: nothing to draw by position.</p>")
-    else:
-        parts += [_chart(position_chart(curves, stats.token_marks(table, token_step)), "curves"),
-                  _chart(counts_chart(curves), "counts")]
-        parts += _note(stats.thin_positions_note(curves, min_n))
+        return parts + _missing("positions", _no_scored_action(table, "class share to draw by position"))
+    return parts + [_chart(position_chart(curves, stats.token_marks(table, token_step), min_n=min_n), "curves"),
+                    _chart(counts_chart(curves, min_n=min_n), "counts"),
+                    *_note(stats.thin_positions_note(curves, min_n))]
+
+
+def _means_section(table: pd.DataFrame, min_n: int) -> list[str]:
+    parts = ["<h2>Mean probability by position</h2>"]
     means = stats.mean_probability_curves(table, min_n)
-    if not means.empty:
-        parts += ["<h2>Mean probability by position</h2>", _chart(mean_probability_chart(means), "means")]
-        parts += _note(stats.thin_positions_note(means, min_n))
+    if means.empty:
+        return parts + _missing("means", "No action has a probability under any model: no mean to draw."
+                                if len(table) else "The action table has no rows: no mean to draw.")
+    return parts + [_chart(mean_probability_chart(means, min_n=min_n), "means"),
+                    *_note(stats.thin_positions_note(means, min_n))]
 
-    parts += ["<h2>Correct vs incorrect responses</h2>", _table(stats.correct_vs_incorrect(table, column)),
-              *_note(stats.CORRECT_VS_INCORRECT_CAPTION)]
 
+def _correct_section(table: pd.DataFrame, column: str) -> list[str]:
+    parts = ["<h2>Correct vs incorrect responses</h2>"]
+    comparison = stats.correct_vs_incorrect(table, column)
+    if comparison.empty:
+        return parts + _missing("correct", _no_scored_action(table, "class shares to compare"))
+    return parts + [_table(comparison), *_note(stats.CORRECT_VS_INCORRECT_CAPTION)]
+
+
+def _beta_section(actions: pd.DataFrame, alpha: float, betas: Sequence[float] | None, column: str) -> list[str]:
+    parts = ["<h2>Choosing β</h2>"]
     grid = list(betas) if betas else stats.beta_grid()
+    proportions = stats.proportions_by_beta(actions, alpha, grid, column)
+    if proportions.empty:
+        return parts + _missing("beta", _no_scored_action(actions, "class proportions to tune β on"))
     overlaps = stats.beta_overlaps(actions, alpha, grid, column=column)
+    if overlaps.empty:  # one class at every β: no pair of classes, so no overlap to minimise
+        classes = ", ".join(sorted(set(proportions["cls"])))
+        return parts + [_chart(beta_histograms(proportions), "beta"), *_missing(
+            "beta", f"Only one class ({classes}) at every β of the grid: no two classes whose overlap "
+                    "could choose β, so no suggestion.")]
     suggested = stats.suggest_beta(overlaps)
-    parts += ["<h2>Choosing β</h2>",
-              f"<p>Suggested β = {suggested:.2f} (least overlap between the two most frequent classes).</p>"
-              if suggested is not None else "<p>No suggestion (too few classes).</p>",
-              _chart(beta_histograms(stats.proportions_by_beta(actions, alpha, grid, column), suggested), "beta"),
-              _table(overlaps.pivot_table(index=["class_a", "class_b"], columns="beta", values="overlap"), index=True)]
+    text = (f"Suggested β = {suggested:.2f} (least overlap between the two most frequent classes)."
+            if suggested is not None else "No suggestion: no β has two most frequent classes.")
+    return parts + [f"<p>{text}</p>", _chart(beta_histograms(proportions, suggested), "beta"),
+                    _table(overlaps.pivot_table(index=["class_a", "class_b"], columns="beta", values="overlap"),
+                           index=True)]
 
+
+def _behaviour_section(table: pd.DataFrame, column: str) -> list[str]:
+    parts = ["<h2>Behaviours per class</h2>"]
+    scored = table[table[column] != UNSCORED]
+    if scored.empty:
+        return parts + _missing("behaviours", _no_scored_action(table, "class to break into behaviours"))
     mix = behaviour_mix(table, column)
-    parts += ["<h2>Behaviours per class</h2>", _chart(behaviour_chart(mix), "behaviours"), _table(mix, index=True)]
+    return parts + [_chart(behaviour_chart(mix), "behaviours"), _table(mix, index=True)]
 
-    parts.append("<h2>Example responses</h2>")
-    for rid in _examples(table, n_examples):
+
+def _examples_section(table: pd.DataFrame, column: str, n_examples: int) -> list[str]:
+    parts = ["<h2>Example responses</h2>"]
+    picks = _examples(table, n_examples)
+    if not picks:
+        return parts + _missing("examples", "The action table has no rows: no response to show."
+                                if table.empty else f"No example asked for (n_examples = {n_examples}).")
+    for rid in picks:
         rows = table[table.record_id == rid]
-        verdict = {True: "correct", False: "incorrect"}.get(rows["correct"].iloc[0], "unknown")
-        parts += [f"<h3>{html.escape(str(rid))} ({verdict})</h3>", highlighted_block(rows, column)]
+        parts += [f"<h3>{html.escape(str(rid))} ({_verdict(rows['correct'].iloc[0])})</h3>",
+                  highlighted_block(rows, column)]
     return parts
 
 
@@ -139,11 +193,20 @@ def _sources_section(responses: pd.DataFrame) -> list[str]:
     return parts
 
 
+_VERDICTS: dict[object, str] = {True: "correct", False: "incorrect"}
+
+
+def _verdict(correct: object) -> str:
+    """A response's ``correct`` value as a word; None or NA: unknown."""
+    return _VERDICTS.get(correct, "unknown")
+
+
 def _examples(table: pd.DataFrame, n: int) -> list[str]:
-    """Up to n responses, correct and incorrect alternating, shortest first (readable)."""
+    """Up to n responses, correct, incorrect and unknown in turn, shortest first (readable)."""
     sizes = table.groupby("record_id").agg(n=("action_index", "size"), correct=("correct", "first"))
+    verdicts = sizes["correct"].map(_verdict)
+    groups = [sizes[verdicts == v].sort_values("n").index.tolist() for v in ("correct", "incorrect", "unknown")]
     picks: list[str] = []
-    groups = [sizes[sizes.correct == flag].sort_values("n").index.tolist() for flag in (True, False)]
     while len(picks) < n and any(groups):
         for g in groups:
             if g and len(picks) < n:

@@ -262,3 +262,85 @@ def test_large_charts_serialise_without_touching_the_global_row_guard():
     assert (alt.data_transformers.active, dict(alt.data_transformers.options)) == before
     with pytest.raises(alt.MaxRowsError):  # the guard itself still stands for everyone else
         alt.Chart(pd.DataFrame({"x": range(6000)})).mark_point().encode(x="x:Q").to_dict()
+
+
+# ---- thin positions (fewer than min-n responses): drawn faded, never dropped -------------------
+
+def small_corpus(n_responses=4, n_actions=3):
+    """Every response has n_actions actions: with min-n 10, every position is thin."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = [{"record_id": f"r{r}", "question_id": "q", "action_index": j, "text": " x.", "kind": "sentence",
+             "correct": r % 2 == 0, "p_teacher": rng.uniform(), "p_student": rng.uniform(),
+             "p_distilled": rng.uniform()} for r in range(n_responses) for j in range(n_actions)]
+    return classify_table(pd.DataFrame(rows), 0.1, 0.1)
+
+
+def layers_with(spec, predicate):
+    return [(mark, enc) for mark, enc in encodings(spec) if predicate(mark, enc)]
+
+
+def svg_texts(chart):
+    import re
+
+    return re.findall(r"<text[^>]*>([^<]*)</text>", chart_svg(chart))
+
+
+def test_thin_positions_are_faded_hollow_points_keyed_by_enough_and_named_in_the_legend():
+    from rdpt_core import stats
+    from rdpt_core.charts import THIN_OPACITY, mean_probability_chart, position_chart
+
+    table = corpus(n_responses=40, n_actions=8)  # long positions rest on few responses
+    curves, means = stats.position_curves(table, "cls", 10), stats.mean_probability_curves(table, 10)
+    assert curves["enough"].any() and not curves["enough"].all()
+    for chart, value in ((position_chart(curves, min_n=10), "share"), (mean_probability_chart(means, min_n=10), "p")):
+        spec = chart.to_dict()
+        faded = layers_with(spec, lambda m, e: mark_type(m) == "point"
+                            and e.get("opacity", {}).get("field") == "enough")
+        assert len(faded) == 1
+        mark, enc = faded[0]
+        assert mark["filled"] is False
+        assert enc["opacity"]["scale"] == {"domain": [True, False], "range": [1.0, THIN_OPACITY]}
+        assert THIN_OPACITY <= 0.5
+        lines = layers_with(spec, lambda m, e: mark_type(m) == "line")
+        assert sorted(m.get("opacity", 1) for m, _ in lines) == [THIN_OPACITY, 1]  # the whole curve faded + solid
+        datasets = list(spec["datasets"].values())
+        # the faded line and the points hold every position; the solid line has no value at thin ones
+        assert any(len(d) == len(curves if value == "share" else means) for d in datasets)
+        solid = [d for d in datasets if any(row.get(value) is None for row in d)]
+        assert solid and all((row[value] is None) == (not row["enough"]) for row in solid[0])
+        assert "fewer than 10 responses: faded" in svg_texts(chart)  # the legend says so
+
+
+def test_a_chart_without_thin_positions_has_no_faded_layer():
+    from rdpt_core import stats
+    from rdpt_core.charts import position_chart
+
+    spec = position_chart(stats.position_curves(corpus(), "cls", 1), min_n=1).to_dict()
+    assert not layers_with(spec, lambda m, e: "opacity" in e)
+    assert [mark_type(m) for m, _ in encodings(spec)] == ["area", "line"]
+
+
+def test_counts_chart_draws_the_min_n_level():
+    from rdpt_core import stats
+    from rdpt_core.charts import counts_chart
+
+    chart = counts_chart(stats.position_curves(small_corpus(), "cls", 10), min_n=10)
+    rules = [d for d in chart.to_dict()["datasets"].values() if d and "label" in d[0]]
+    assert rules and rules[0][0]["n"] == 10
+    assert "min-n = 10: fewer responses are faded" in svg_texts(chart)
+
+
+def test_small_corpus_charts_label_each_action_index_once():
+    from rdpt_core import stats
+    from rdpt_core.charts import counts_chart, mean_probability_chart, position_chart
+
+    table = small_corpus()
+    curves = stats.position_curves(table, "cls", 10)
+    for chart in (position_chart(curves, min_n=10), counts_chart(curves, min_n=10),
+                  mean_probability_chart(stats.mean_probability_curves(table, 10), min_n=10),
+                  response_chart(table[table.record_id == "r0"])):
+        texts = svg_texts(chart)
+        ticks = texts[:texts.index("action index")]
+        assert ticks == ["0", "1", "2"], ticks

@@ -185,3 +185,18 @@ def test_token_strip_of_no_tokens_is_just_the_legend():
     empty = token_rows().iloc[:0]
     assert spans(token_strip_html(empty), "rdpt-tok") == []
     assert "rdpt-scale" in token_strip_html(empty, with_css=False)
+
+
+def test_escape_markdown_leaves_names_and_paths_readable_and_escapes_syntax():
+    from rdpt_core.render import escape_markdown
+
+    for plain in ("teacher: local model directory not found: /no/such/checkpoint", "Upload: mine.jsonl",
+                  "smollm2-135m-instruct", "Qwen/Qwen3-8B (bf16), 3 records!"):
+        assert escape_markdown(plain) == plain  # nothing that Markdown would change: left as it is
+    assert escape_markdown("[x](javascript:alert(1))") == r"\[x\](javascript\:alert(1))"
+    assert escape_markdown("**b** `c` $x$ &lt;") == r"\*\*b\*\* \`c\` \$x\$ \&lt;"
+    assert escape_markdown("see www.evil.example or a@b.example") == r"see www\.evil.example or a\@b.example"
+    # list, heading and quote markers only matter at the start of a block
+    assert [escape_markdown(t) for t in ("- a - b", "12. x", "1) y", "# h", "> q")] == [
+        r"\- a - b", r"12\. x", r"1\) y", r"\# h", r"\> q"]
+    assert escape_markdown("  two\nlines \r\n") == "two lines"  # for inline use: one line, stripped

@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from rdpt_core.report import build_report
 
@@ -16,6 +17,21 @@ def synthetic(n_resp=30, n_act=12, seed=0):
                          "correct": r % 3 != 0, "p_teacher": rng.random(), "p_student": rng.random(),
                          "p_distilled": rng.random(), "cum_tokens": 500 * (j + 1)})
     return pd.DataFrame(rows)
+
+
+def as_scored(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every column of ``score``'s action table (the CLI refuses anything less):
+    offsets from the texts, one token per action, sum_logp = log p."""
+    from rdpt_core.scoring import BASE_COLUMNS, role_columns
+
+    lengths = table["text"].str.len()
+    end = lengths.groupby(table["record_id"]).cumsum()
+    filled = table.assign(start=end - lengths, end=end, source="s", n_chars=lengths)
+    for role in ("teacher", "student", "distilled"):
+        filled = filled.assign(**{f"n_tokens_{role}": 1, f"sum_logp_{role}": np.log(filled[f"p_{role}"]),
+                                  f"truncated_{role}": False, f"straddle_{role}": False})
+    columns = BASE_COLUMNS + [c for role in ("teacher", "student", "distilled") for c in role_columns(role)]
+    return filled[[*columns, "cum_tokens"]]
 
 
 def test_report_is_self_contained_with_every_section_and_escaped_text():
@@ -94,9 +110,107 @@ def test_a_four_response_corpus_still_gets_its_curves_with_the_thin_positions_na
     # the CLI passes --min-n through: with 1, no position is thin
     from rdpt_core.cli import main
 
-    small.to_parquet(tmp_path / "s.parquet")
+    as_scored(small).to_parquet(tmp_path / "s.parquet")
     for min_n, thin in (("1", False), ("4", True)):
         out = tmp_path / f"r{min_n}.html"
         assert main(["report", "--scores", str(tmp_path / "s.parquet"), "--min-n", min_n, "--out", str(out)]) == 0
         text = out.read_text()
         assert 'data-chart="curves"><svg' in text and ("Fewer than" in text) is thin
+
+
+# ---- degenerate action tables: the report always builds and says what it cannot show ---------
+
+SECTIONS = ("positions", "means", "correct", "beta", "behaviours", "examples")
+
+
+def missing_sections(page: str) -> dict[str, str]:
+    """``data-missing`` section name → the reason the report gives, for every section it could not draw."""
+    return dict(re.findall(r'<p class="muted missing" data-missing="(\w+)">([^<]+)</p>', page))
+
+
+def degenerate(shape: str) -> pd.DataFrame:
+    table = synthetic(n_resp=6, n_act=4)
+    if shape == "one class":  # every action Shared at every β
+        return table.assign(p_teacher=0.5, p_student=0.5, p_distilled=0.5)
+    if shape == "zero rows":
+        return table.iloc[:0]
+    if shape == "all-NaN probabilities":
+        return table.assign(p_teacher=float("nan"), p_student=float("nan"), p_distilled=float("nan"))
+    assert shape == "one action"
+    return table.iloc[:1]
+
+
+@pytest.mark.parametrize("shape, missing", [
+    ("one class", {"beta"}),
+    ("zero rows", set(SECTIONS)),
+    ("all-NaN probabilities", {"positions", "means", "correct", "beta", "behaviours"}),
+    ("one action", {"beta"}),
+])
+def test_degenerate_tables_still_give_a_report_that_says_why_a_section_is_missing(shape, missing):
+    page = build_report(degenerate(shape), 0.1, 0.1, n_examples=2)
+    for heading in ("Settings", "Class share by position", "Mean probability by position",
+                    "Correct vs incorrect responses", "Choosing β", "Behaviours per class", "Example responses"):
+        assert f"<h2>{heading}</h2>" in page
+    reasons = missing_sections(page)
+    assert set(reasons) == missing
+    assert all(len(reason.strip()) > 20 for reason in reasons.values())  # a sentence, not a blank
+    drawn = re.findall(r'data-chart="(\w+)"><svg', page)
+    assert ("curves" in drawn) is ("positions" not in missing) and ("means" in drawn) is ("means" not in missing)
+    assert ("behaviours" in drawn) is ("behaviours" not in missing)
+
+
+def test_the_cli_writes_a_report_for_an_empty_action_table(tmp_path):
+    from rdpt_core.cli import main
+
+    as_scored(degenerate("zero rows")).to_parquet(tmp_path / "empty.parquet")
+    out = tmp_path / "r.html"
+    assert main(["report", "--scores", str(tmp_path / "empty.parquet"), "--out", str(out)]) == 0
+    assert "0 responses, 0 actions" in out.read_text() and missing_sections(out.read_text())
+
+
+def chart_svg_of(page: str, name: str) -> str:
+    return re.search(rf'data-chart="{name}">(<svg.*?</svg>)', page, re.S).group(1)
+
+
+def test_a_four_response_report_draws_every_thin_position_as_a_faded_point():
+    from rdpt_core import stats
+    from rdpt_core.provenance import classify_table
+
+    small = synthetic(n_resp=4, n_act=3)
+    page = build_report(small, 0.1, 0.1, n_examples=1)
+    curves = stats.position_curves(classify_table(small, 0.1, 0.1), "cls", 10)
+    assert not curves["enough"].any()
+    drawn = chart_svg_of(page, "curves")
+    points = re.search(r'<g class="mark-symbol role-mark[^"]*"[^>]*>(.*?)</g>', drawn, re.S).group(1)
+    assert points.count("<path") == len(curves[curves.answer.isin(["correct", "incorrect"])])
+    assert sorted(set(curves.action_index)) == [0, 1, 2]
+    assert "fewer than 10 responses: faded" in drawn and "min-n = 10" in chart_svg_of(page, "counts")
+    assert "fewer than 10 responses: faded" in chart_svg_of(page, "means")
+
+
+def test_examples_include_responses_of_unknown_correctness():
+    table = synthetic(n_resp=3, n_act=2).assign(correct=None)
+    page = build_report(table, 0.1, 0.1, n_examples=2)
+    assert re.findall(r"<h3>(r\d) \((\w+)\)</h3>", page) == [("r0", "unknown"), ("r1", "unknown")]
+    assert "examples" not in missing_sections(page)
+
+
+def test_the_beta_tuning_page_explains_a_one_class_corpus_instead_of_failing():
+    """The app's β page on the report's "one class" shape (every action Shared at every β)."""
+    from test_app import page, with_dataset
+
+    from rdpt_core.backends.base import TokenScores
+    from rdpt_core.records import Record
+    from rdpt_core.scoring import ScoredCorpus
+
+    records = [Record(f"r{i}", "q", "p", "One step. Two steps.", True, "s") for i in range(3)]
+    n = len(records[0].response)
+    same = TokenScores(np.arange(n), np.stack([np.arange(n), np.arange(n) + 1], 1), np.full(n, -0.5),
+                       np.zeros(n, bool), np.zeros(n, bool))  # every model agrees: all Shared
+    corpus = ScoredCorpus(records, {role: {r.record_id: same for r in records} for role in ("teacher", "student",
+                                                                                           "distilled")},
+                          (), {"teacher": "t", "student": "s", "distilled": "d"})
+    at = page("beta_tuning", with_dataset(records, corpus, "one class")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Only one class (Shared)" in i.value for i in at.info)
+    assert not at.success and len(at.get("vega_lite_chart")) == 1  # the histograms, no suggestion
