@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from rdpt_core.backends import ScoringBackend, create_backend
-from rdpt_core.models import PROJECT_ROOT, ModelSpec
+from rdpt_core.models import PROJECT_ROOT, ModelSpec, fingerprint
 from rdpt_core.records import load_records
 from rdpt_core.scoring import ScoredCorpus
 from rdpt_core.store import load_corpus
@@ -94,15 +94,24 @@ def sources_demo() -> tuple[pd.DataFrame, str]:
 
 
 def corpus_key(corpus: ScoredCorpus) -> str:
-    """Identity of a corpus's content for the derived-table caches: models, records (ids and
-    texts' lengths) and the token scores themselves (a sum per role and record)."""
-    h = hashlib.sha256(repr(sorted(corpus.models.items())).encode())
-    h.update(repr(corpus.markers).encode())
+    """Identity of a corpus's content for the derived-table caches, which every session shares:
+    each role's label and fingerprint (the scoring settings), the markers, every record field a
+    table shows, and every token score in full. A sum per record would miss a change that
+    keeps the sum (a NaN first token, swapped or re-split tokens) and serve another session's
+    table. Hashing the arrays costs about 30 ms per million tokens."""
+    h = hashlib.sha256()
+
+    def add(*parts: object) -> None:
+        for part in parts:
+            data = part if isinstance(part, bytes) else repr(part).encode()
+            h.update(len(data).to_bytes(8, "little") + data)  # length-prefixed: no ambiguous seams
+
+    add(sorted(corpus.models.items()), sorted(corpus.fingerprints.items()), corpus.markers)
     for r in corpus.records:
-        h.update(f"{r.record_id}\0{len(r.prompt)}\0{len(r.response)}\0{r.correct}\0{r.source}\0".encode())
+        add(r.record_id, r.question_id, r.prompt, r.response, r.correct, r.source)
     for role in sorted(corpus.tokens):
-        sums = np.array([np.nansum(s.logprobs) for s in corpus.tokens[role].values()], dtype=np.float64)
-        h.update(role.encode() + sums.tobytes() + "\0".join(corpus.tokens[role]).encode())
+        for record_id, scores in sorted(corpus.tokens[role].items()):
+            add(role, record_id, *(np.ascontiguousarray(a).tobytes() for a in scores.to_arrays().values()))
     return h.hexdigest()
 
 
@@ -121,7 +130,10 @@ def behaviour_tags(key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.Series
 
 
 def spec_key(spec: ModelSpec) -> str:
-    return json.dumps(spec.to_dict(), sort_keys=True, default=str)
+    """The spec's settings plus its local files' identity: a checkpoint directory whose files
+    change gets a new backend rather than the shared one filed under the old files."""
+    settings = json.dumps(spec.to_dict(), sort_keys=True, default=str)
+    return f"{settings}\0{fingerprint(spec, spec.dtype)}"
 
 
 @st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=6)

@@ -145,11 +145,12 @@ def add_records(new: list[Record], origins: dict[str, Origin] | None = None) -> 
 
 
 def merge_into_corpus(corpus: ScoredCorpus) -> None:
-    """Add freshly scored records to the working corpus (a new corpus if the models changed),
-    and save."""
+    """Add freshly scored records to the working corpus, and save. Scores of other models or
+    other settings (template, dtype…: :meth:`ScoredCorpus.scored_alike`) are never mixed in: the
+    new corpus replaces the old one."""
     ss = st.session_state
     old = ss.get("corpus")
-    ss.corpus = old.merged(corpus) if old is not None and old.models == corpus.models else corpus
+    ss.corpus = old.merged(corpus) if old is not None and old.scored_alike(corpus) else corpus
     _save()
 
 

@@ -13,7 +13,7 @@ action without a scored token gets NaN.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -181,12 +181,21 @@ def score_role(
 @dataclass
 class ScoredCorpus:
     """Records with their token-level scores per role: everything the action table (for any
-    segmenter) is derived from, cheaply. ``markers`` are the special markers of the job."""
+    segmenter) is derived from, cheaply. ``markers`` are the special markers of the job.
+
+    ``models`` holds each role's label (for people); ``fingerprints`` each role's backend
+    fingerprint, the identity of the numbers (weights, dtype, quantization, template, window…:
+    :func:`rdpt_core.models.fingerprint`). A label stays the same when only a setting changes,
+    so two corpora are *scored alike*, and may be merged, only when every role has the same
+    label and the same fingerprint. A role whose fingerprint is unknown (a corpus saved before
+    fingerprints were kept) matches only another unknown one: mixing it with known scores could
+    put chat- and raw-template numbers in one table, so such corpora are kept apart."""
 
     records: list[Record]
     tokens: dict[str, dict[str, TokenScores]]  # role -> record_id -> token scores
     markers: tuple[str, ...]
     models: dict[str, str]  # role -> model label
+    fingerprints: dict[str, str] = field(default_factory=dict)  # role -> backend fingerprint
 
     def actions(self, segmenter: str = "paper") -> pd.DataFrame:
         segments = {r.record_id: segment(r.response, self.markers, segmenter) for r in self.records}
@@ -195,17 +204,35 @@ class ScoredCorpus:
             for role, by_record in self.tokens.items()
         }
         table = action_table(self.records, segments, per_role)
-        table.attrs.update(models=dict(self.models), segmenter=segmenter)  # kept by Parquet
+        # kept by Parquet
+        table.attrs.update(models=dict(self.models), fingerprints=dict(self.fingerprints), segmenter=segmenter)
         return table
 
-    def merged(self, other: ScoredCorpus) -> ScoredCorpus:
-        """This corpus plus ``other`` (same models); records of ``other`` replace same ids."""
+    def scoring_differences(self, other: ScoredCorpus) -> list[str]:
+        """Why ``other`` was not scored like this corpus (empty: scored alike)."""
         if self.models != other.models:
-            raise ValueError(f"cannot merge corpora scored by different models: {self.models} vs {other.models}")
+            return [f"models {self.models} vs {other.models}"]
+        return [
+            f"{role} ({label}): settings {self.fingerprints.get(role, 'unknown')} vs "
+            f"{other.fingerprints.get(role, 'unknown')}"
+            for role, label in self.models.items()
+            if self.fingerprints.get(role) != other.fingerprints.get(role)
+        ]
+
+    def scored_alike(self, other: ScoredCorpus) -> bool:
+        return not self.scoring_differences(other)
+
+    def merged(self, other: ScoredCorpus) -> ScoredCorpus:
+        """This corpus plus ``other`` (scored alike, see the class); records of ``other``
+        replace same ids. Corpora scored differently raise ValueError naming the roles."""
+        differences = self.scoring_differences(other)
+        if differences:
+            raise ValueError("cannot merge corpora scored by different models or settings: " + "; ".join(differences))
         new_ids = {r.record_id for r in other.records}
         records = [r for r in self.records if r.record_id not in new_ids] + list(other.records)
         tokens = {role: {**self.tokens.get(role, {}), **other.tokens.get(role, {})} for role in self.models}
-        return ScoredCorpus(records, tokens, marker_set([*self.markers, *other.markers]), dict(self.models))
+        return ScoredCorpus(records, tokens, marker_set([*self.markers, *other.markers]), dict(self.models),
+                            dict(self.fingerprints))
 
 
 def score_corpus(
@@ -245,7 +272,8 @@ def score_corpus(
         report.cached[role] = len(records) - fresh
         report.model_loads[role] = backend.load_count - loads_before
     corpus = ScoredCorpus(list(records), tokens, marker_set([*special, *extra_markers]),
-                          {role: backends[role].spec.label for role in tokens})
+                          {role: backends[role].spec.label for role in tokens},
+                          {role: backends[role].fingerprint for role in tokens})
     return corpus, report
 
 

@@ -145,3 +145,167 @@ def test_the_library_does_not_depend_on_the_lab():
         if any(m.startswith("rdpt_lab") for m in imported) or "demo/lab" in text:
             offenders.append(path.name)
     assert not offenders, offenders
+
+
+# ---- issue 12: the fingerprint is the identity of the numbers ----------------------------------
+def test_fingerprint_covers_every_setting_that_changes_numbers(tmp_path):
+    """Same label, other numbers: the template (chat vs raw), the raw template, remote code,
+    the window and a hub adapter's commit must each give another fingerprint; the label and
+    the device must not."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 100)
+    spec = ModelSpec(path=str(tmp_path), name="same label")
+    base = fingerprint(spec, "float32")
+    changed = {
+        "template chat": with_overrides(spec, template="chat"),
+        "template raw": with_overrides(spec, template="raw"),
+        "raw template": with_overrides(spec, raw_template="Q: {prompt}\nA:"),
+        "remote code": with_overrides(spec, trust_remote_code=True),
+        "window": with_overrides(spec, max_context=512),
+        "overlap": with_overrides(spec, min_left_context=64),
+    }
+    prints = {what: fingerprint(s, "float32") for what, s in changed.items()}
+    assert base not in prints.values() and len(set(prints.values())) == len(prints), prints
+    assert fingerprint(with_overrides(spec, name="other label", device="cpu"), "float32") == base
+    hub_adapter = with_overrides(spec, adapter="org/adapter")
+    assert (fingerprint(with_overrides(hub_adapter, adapter_revision="a" * 40), "float32")
+            != fingerprint(with_overrides(hub_adapter, adapter_revision="b" * 40), "float32"))
+
+
+def _hub_answers(monkeypatch, answer):
+    """The hub, online, answering model_info with ``answer`` (a sha, or an exception to raise)."""
+    from huggingface_hub import HfApi, constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    calls = []
+
+    def model_info(self, repo_id, *, revision=None, timeout=None, **kwargs):
+        calls.append((repo_id, revision, timeout))
+        if isinstance(answer, BaseException):
+            raise answer
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sha=answer)
+
+    monkeypatch.setattr(HfApi, "model_info", model_info)
+    return calls
+
+
+def test_a_hub_id_is_pinned_to_its_commit_so_a_moved_main_is_a_new_identity(monkeypatch):
+    from rdpt_core import models
+
+    spec = ModelSpec(path="org/model")
+    calls = _hub_answers(monkeypatch, "1" * 40)
+    pinned, online = models.pin_revision(spec)
+    assert (pinned.revision, online) == ("1" * 40, True)
+    assert calls == [("org/model", None, models.HUB_TIMEOUT_S)]  # one short request, no retries
+    _hub_answers(monkeypatch, "2" * 40)  # main moved on the hub
+    moved, _ = models.pin_revision(spec)
+    assert fingerprint(moved, "float32") != fingerprint(pinned, "float32")
+    # a commit given by the user is used as it is, without asking the hub
+    calls = _hub_answers(monkeypatch, "3" * 40)
+    assert models.pin_revision(with_overrides(spec, revision="4" * 40))[0].revision == "4" * 40 and not calls
+
+
+def _fake_hub_cache(root, repo_id, commit, source):
+    """A Hugging Face cache holding ``repo_id`` at ``commit`` (refs/main → it): config and
+    tokenizer files of ``source`` (no weights: the backend loads those lazily)."""
+    import shutil
+
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(source / name, snapshot / name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_offline_the_cached_commit_is_the_identity_and_the_log_says_so(monkeypatch, tmp_path, caplog, smollm2_spec):
+    """HF_HUB_OFFLINE: the backend files a hub id's scores under the commit in the local cache
+    (not under "revision None", which an update of main would leave serving stale scores)."""
+    from pathlib import Path
+
+    from huggingface_hub import constants
+
+    from rdpt_core.backends import create_backend
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    prints = []
+    for commit in ("a" * 40, "b" * 40):
+        cache = tmp_path / commit[:1]
+        _fake_hub_cache(cache, "someone/tiny", commit, Path(smollm2_spec.path))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        with caplog.at_level("INFO", logger="rdpt_core.models"):
+            backend = create_backend(ModelSpec(path="someone/tiny", template="raw"))
+        assert backend.spec.revision == commit
+        assert f"someone/tiny@main is the cached commit {commit}" in caplog.text
+        prints.append(backend.fingerprint)
+    assert prints[0] != prints[1]
+
+
+def test_a_hub_that_does_not_answer_fails_fast_unless_the_model_is_cached(monkeypatch, tmp_path, caplog):
+    import time
+
+    from huggingface_hub import constants
+
+    from rdpt_core import models
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    _hub_answers(monkeypatch, ConnectionError("Name or service not known"))
+    started = time.monotonic()
+    with pytest.raises(models.ModelNotFoundError, match="'org/model': the Hugging Face hub did not answer"):
+        models.pin_revision(ModelSpec(path="org/model"))
+    assert time.monotonic() - started < 2
+    (tmp_path / "models--org--model" / "snapshots" / ("c" * 40)).mkdir(parents=True)
+    (tmp_path / "models--org--model" / "snapshots" / ("c" * 40) / "config.json").write_text("{}")
+    (tmp_path / "models--org--model" / "refs").mkdir()
+    (tmp_path / "models--org--model" / "refs" / "main").write_text("c" * 40)
+    with caplog.at_level("WARNING", logger="rdpt_core.models"):
+        assert models.pin_revision(ModelSpec(path="org/model")) == (ModelSpec(path="org/model", revision="c" * 40),
+                                                                    False)
+    assert "hub unreachable" in caplog.text and "cached commit " + "c" * 40 in caplog.text
+
+
+def test_a_name_the_hub_does_not_know_says_so_and_suggests_packaged_names(monkeypatch):
+    from types import SimpleNamespace
+
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from rdpt_core import models
+
+    response = SimpleNamespace(headers={}, status_code=404, request=None, url="https://hub/x")
+    _hub_answers(monkeypatch, RepositoryNotFoundError("404 Not Found", response=response))
+    with pytest.raises(models.ModelNotFoundError,
+                       match=r"'me/smollm2-135m-instrut': no such model on the Hugging Face hub.*"
+                             r"Did you mean 'smollm2-135m-instruct'\?"):
+        models.pin_revision(ModelSpec(path="me/smollm2-135m-instrut"))
+
+
+@pytest.mark.parametrize("field", ["path", "adapter"])
+def test_a_spec_refuses_control_characters_in_its_locations(field):
+    """A spec made without resolve_spec (the lab, a script) is checked too: a NUL would cut the
+    path short in C, a newline would forge log lines."""
+    with pytest.raises(ValueError, match="control character"):
+        ModelSpec(**{"path": "org/model", field: "org/mo\x00del"})
+
+
+def test_the_memory_estimate_fails_like_the_backend_on_a_bad_or_unreachable_model(tmp_path, monkeypatch):
+    """The Models page estimates memory before any backend exists: an empty directory must say
+    "no config.json", and an uncached hub id offline must fail at once, as opening it does."""
+    import time
+
+    from huggingface_hub import constants
+
+    from rdpt_core.models import estimate_memory
+
+    with pytest.raises(ValueError, match=f"no config.json in {tmp_path}"):
+        estimate_memory(ModelSpec(path=str(tmp_path)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    started = time.monotonic()
+    with pytest.raises(FileNotFoundError, match="'someone/absent': not in the local Hugging Face cache"):
+        estimate_memory(ModelSpec(path="someone/absent"))
+    assert time.monotonic() - started < 5

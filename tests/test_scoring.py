@@ -8,7 +8,7 @@ import pytest
 
 from rdpt_core.backends.base import TokenScores
 from rdpt_core.records import Record
-from rdpt_core.scoring import action_scores, action_table, assign_tokens, score_records
+from rdpt_core.scoring import ScoredCorpus, action_scores, action_table, assign_tokens, score_records
 from rdpt_core.segment import segment
 
 
@@ -193,3 +193,96 @@ def test_smollm2_action_probs_match_a_plain_forward_pass(smollm2, smollm2_ref, t
 @pytest.mark.slow
 def test_gemma_action_probs_match_a_plain_forward_pass(gemma, gemma_ref, tmp_path):
     assert check_against_reference(gemma, gemma_ref, [*real_records(), EXOTIC], tmp_path) > 40
+
+
+# ---- issue 12: a corpus's identity is its backends' fingerprints, not their labels -------------
+def _scored(records, label, fingerprint, tmp_path):
+    """``records`` scored as teacher by a stand-in labelled ``label`` whose settings give ``fingerprint``."""
+    from rdpt_core.cache import TokenCache
+    from rdpt_core.scoring import score_corpus
+
+    backend = CountingBackend(label)
+    backend.fingerprint = fingerprint
+    corpus, _ = score_corpus(records, {"teacher": backend.spec}, backends={"teacher": backend},
+                             cache=TokenCache(tmp_path / fingerprint))
+    return corpus
+
+
+def test_corpora_scored_with_one_label_but_other_settings_are_never_merged(tmp_path):
+    """A zoo label stays the same when the template or dtype changes: merging must compare the
+    backend fingerprints, or chat- and raw-template scores end up in one table."""
+    a, b = [Record("a", "q", "P", "One.")], [Record("b", "q", "P", "Two.")]
+    chat = _scored(a, "smollm2-135m-instruct", "fp-chat", tmp_path)
+    raw = _scored(b, "smollm2-135m-instruct", "fp-raw", tmp_path)
+    assert chat.fingerprints == {"teacher": "fp-chat"} and chat.models == raw.models
+    assert not chat.scored_alike(raw)
+    with pytest.raises(ValueError, match=r"teacher \(smollm2-135m-instruct\): settings fp-chat vs fp-raw"):
+        chat.merged(raw)
+    same = chat.merged(_scored(b, "smollm2-135m-instruct", "fp-chat", tmp_path))
+    assert [r.record_id for r in same.records] == ["a", "b"] and same.fingerprints == {"teacher": "fp-chat"}
+    # a corpus saved without fingerprints matches only another one without them
+    legacy = ScoredCorpus(chat.records, chat.tokens, chat.markers, dict(chat.models))
+    assert not legacy.scored_alike(chat) and legacy.scored_alike(ScoredCorpus([], {}, (), dict(chat.models)))
+
+
+def test_the_app_keeps_a_corpus_scored_with_other_settings_apart(tmp_path, monkeypatch):
+    """Scoring more records after changing the template replaces the working corpus instead of
+    merging the two (the Models page keeps the label)."""
+    import streamlit as st
+
+    from rdpt_app import state
+
+    chat = _scored([Record("a", "q", "P", "One.")], "smollm2-135m-instruct", "fp-chat", tmp_path)
+    raw = _scored([Record("b", "q", "P", "Two.")], "smollm2-135m-instruct", "fp-raw", tmp_path)
+    monkeypatch.setattr(state, "_save", lambda: None)  # the workspace is not what is tested here
+    st.session_state["corpus"] = chat
+    try:
+        state.merge_into_corpus(raw)
+        assert st.session_state["corpus"] is raw
+        state.merge_into_corpus(_scored([Record("c", "q", "P", "Three.")], "smollm2-135m-instruct", "fp-raw",
+                                        tmp_path))
+        assert [r.record_id for r in st.session_state["corpus"].records] == ["b", "c"]
+    finally:
+        del st.session_state["corpus"]
+
+
+def _corpus(logprobs, offsets=((0, 2), (2, 4)), response="A. B", fingerprint="fp"):
+    rec = Record("r", "q", "P", response)
+    return ScoredCorpus([rec], {"teacher": {"r": fake_scores(offsets, logprobs)}}, (), {"teacher": "m"},
+                        {"teacher": fingerprint})
+
+
+def test_corpus_key_changes_with_any_score_or_setting_at_the_same_ids_and_lengths():
+    """The derived-table cache is shared by every session: a key that misses a change serves
+    another corpus's table."""
+    from rdpt_app.loaders import corpus_key
+
+    base = _corpus([np.log(0.5), np.log(0.25)])
+    variants = {
+        "scores swapped (same sum)": _corpus([np.log(0.25), np.log(0.5)]),
+        "tokens re-split (same sum)": _corpus([np.log(0.5), np.log(0.25)], offsets=((0, 1), (1, 4))),
+        "response edited (same length)": _corpus([np.log(0.5), np.log(0.25)], response="A! B"),
+        "other settings, same label": _corpus([np.log(0.5), np.log(0.25)], fingerprint="fp-raw"),
+    }
+    keys = {what: corpus_key(c) for what, c in variants.items()}
+    assert corpus_key(_corpus([np.log(0.5), np.log(0.25)])) == corpus_key(base)
+    assert [what for what, key in keys.items() if key == corpus_key(base)] == []
+    # a first token without a log-prob (NaN) is not one with log-prob 0: same nansum, other table
+    assert corpus_key(_corpus([np.nan, np.log(0.25)])) != corpus_key(_corpus([0.0, np.log(0.25)]))
+    # each of these changes what a derived table shows, so the key must follow
+    assert not base.actions().equals(variants["scores swapped (same sum)"].actions())
+
+
+def test_the_apps_shared_backend_is_keyed_on_the_checkpoints_files_too(tmp_path):
+    """``backend_for`` is shared by every session: a checkpoint directory whose weights change
+    must get a new backend, not the one made (and fingerprinted) for the old files."""
+    from rdpt_app.loaders import spec_key
+    from rdpt_core.models import ModelSpec
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 100)
+    spec = ModelSpec(path=str(tmp_path))
+    before = spec_key(spec)
+    assert spec_key(spec) == before
+    (tmp_path / "model.safetensors").write_bytes(b"b" * 100)
+    assert spec_key(spec) != before

@@ -126,7 +126,10 @@ class ScoringBackend(ABC):
     @property
     @abstractmethod
     def fingerprint(self) -> str:
-        """Stable id of the numbers this backend produces (cache key part)."""
+        """Stable id of the numbers this backend produces: the token cache's key part and a
+        scored corpus's identity per role. It must change with every setting that changes a
+        log-prob (weights and their revision, adapter, dtype, quantization, template mode and
+        raw template, window) and with nothing else."""
 
     @abstractmethod
     def facts(self) -> TokenizerFacts: ...

@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
+import json
 import logging
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
-from ..models import ModelSpec, fingerprint
+from ..models import CheckpointError, ModelSpec, check_local_checkpoint, fingerprint, pin_revision
 from . import register_backend
 from .base import SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
 
@@ -54,6 +60,73 @@ def _gguf_kwargs(spec: ModelSpec) -> dict[str, str]:
     return {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
 
 
+# ---- a chat template is code: render it once, bounded, before trusting it ----------------------
+CHAT_TEMPLATE_BUDGET_S = 5.0  # rendering a test prompt (normal templates take milliseconds)
+_PROBE_STARTUP_S = 120.0  # the child's imports, on a busy machine; a backstop only
+_PROBE_MEMORY_BYTES = 1 << 30  # what the rendering may allocate on top of the imports
+_PROBE_MAX_CHARS = 1_000_000  # a test prompt rendered longer than this is a template gone wrong
+_PROBE_PROMPT = ("Solve for $x$: \\frac{x}{2} + {y} = 3. Show each step, then give the answer. " * 40).strip()
+# Runs in a child process: transformers' own renderer (its sandbox, filters and globals), under
+# a wall-clock alarm that kills the process even inside C code (a huge ``7**(10**8)``) and an
+# address-space limit. Imports come first: the budget is for rendering only.
+_PROBE_CHILD = r"""
+import json, os, sys
+from transformers.utils.chat_template_utils import render_jinja_template
+job = json.loads(sys.stdin.read())
+try:
+    import resource, signal
+    used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (used + job["memory"], resource.getrlimit(resource.RLIMIT_AS)[1]))
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, job["budget"])
+except (ImportError, AttributeError, OSError, ValueError):
+    pass  # no /proc or rlimits here: the parent's timeout still bounds the wait
+try:
+    rendered, _ = render_jinja_template(
+        conversations=[[{"role": "user", "content": job["prompt"]}]], chat_template=job["template"],
+        add_generation_prompt=True, **job["special"])
+    result = {"ok": True, "chars": len(rendered[0])}
+except BaseException as err:  # MemoryError, RecursionError, the template's own raise_exception
+    result = {"ok": False, "error": f"{type(err).__name__}: {err}"[:500]}
+sys.stdout.write(json.dumps(result))
+"""
+_TEMPLATES_CHECKED: set[str] = set()  # digests of templates that rendered in time (per process)
+
+
+def probe_chat_template(template: str, special_tokens: dict[str, Any], label: str) -> None:
+    """Render ``template`` on a test prompt in a child process, within
+    :data:`CHAT_TEMPLATE_BUDGET_S` and :data:`_PROBE_MEMORY_BYTES`; a template that loops for
+    ever, explodes or fails raises :class:`CheckpointError`. Each template is probed once per
+    process, so only the first backend using it pays for the child (about a second)."""
+    digest = hashlib.sha256(json.dumps([template, special_tokens], sort_keys=True, default=str).encode()).hexdigest()
+    if digest in _TEMPLATES_CHECKED:
+        return
+    job = json.dumps({"template": template, "special": special_tokens, "prompt": _PROBE_PROMPT,
+                      "budget": CHAT_TEMPLATE_BUDGET_S, "memory": _PROBE_MEMORY_BYTES}, default=str)
+    fix = "fix chat_template (tokenizer_config.json or chat_template.jinja), or score with template 'raw'"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE_CHILD], input=job, capture_output=True, text=True,
+                              timeout=_PROBE_STARTUP_S + CHAT_TEMPLATE_BUDGET_S, env=env)
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        done = None
+    alarm = getattr(signal, "SIGALRM", None)  # POSIX; elsewhere only the parent's timeout bounds it
+    if done is None or (alarm is not None and done.returncode == -alarm):
+        raise CheckpointError(f"{label}: its chat template did not finish rendering a test prompt within "
+                              f"{CHAT_TEMPLATE_BUDGET_S:g} s (a runaway loop?) and was stopped; {fix}")
+    try:
+        result = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        tail = (done.stderr or "").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise CheckpointError(f"{label}: its chat template could not be test-rendered ({tail[0]}); {fix}") from None
+    if not result["ok"]:
+        raise CheckpointError(f"{label}: its chat template fails on a test prompt ({result['error']}); {fix}")
+    if result["chars"] > _PROBE_MAX_CHARS:
+        raise CheckpointError(f"{label}: its chat template turns a {len(_PROBE_PROMPT)}-character prompt into "
+                              f"{result['chars']:,} characters; {fix}")
+    _TEMPLATES_CHECKED.add(digest)
+
+
 _T = TypeVar("_T")
 
 
@@ -71,21 +144,32 @@ def _owning(method: Callable[..., _T]) -> Callable[..., _T]:
 @register_backend("hf")
 class HFBackend(ScoringBackend):
     def __init__(self, spec: ModelSpec) -> None:
+        # Local files are checked and hub commits pinned before transformers sees the name, so
+        # a bad checkpoint fails here, fast and named, and scores are filed under the commit.
+        check_local_checkpoint(spec)
+        spec, online = pin_revision(spec)
         super().__init__(spec)
         from transformers import AutoConfig, AutoTokenizer
 
-        common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **common, **_gguf_kwargs(spec))
+        # Offline, or the hub did not answer: files from the local cache only (no minute of retries).
+        self._load_kwargs: dict[str, Any] = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+                                                 local_files_only=not online, **_gguf_kwargs(spec))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **self._load_kwargs)
+            self.config = AutoConfig.from_pretrained(spec.path, **self._load_kwargs)
+        except (OSError, ValueError, KeyError) as err:  # transformers' own message, with the model named
+            raise CheckpointError(f"{spec.label}: cannot load the tokenizer or config from {spec.path}: {err}") from err
         if not self.tokenizer.is_fast:
             raise ValueError(
                 f"{spec.label}: the tokenizer has no fast (Rust) version, so it cannot report "
                 "character offsets, which scoring needs"
             )
-        self.config = AutoConfig.from_pretrained(spec.path, **common, **_gguf_kwargs(spec))
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         self._fingerprint = fingerprint(spec, self.dtype)
         self._adds_bos = self._tokenizer_adds_bos()
+        if spec.template != "raw" and self.tokenizer.chat_template:
+            probe_chat_template(self.tokenizer.get_chat_template(), dict(self.tokenizer.special_tokens_map), spec.label)
         # A transformers PreTrainedModel, or a PeftModel wrapping one (which forwards attributes
         # to it at run time): no static type covers both, so Any.
         self._model: Any = None
@@ -163,13 +247,16 @@ class HFBackend(ScoringBackend):
         import torch
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+        if fingerprint(self.spec, self.dtype) != self._fingerprint:
+            # Scores are filed under the identity taken when the backend was made: weights
+            # swapped since then must not be scored under it.
+            raise CheckpointError(f"{self.spec.label}: the files in {self.spec.path} changed since the model "
+                                  "was opened; open it again")
         torch_dtype = getattr(torch, self.dtype)
         kwargs: dict = dict(
-            revision=self.spec.revision,
-            trust_remote_code=self.spec.trust_remote_code,
+            **self._load_kwargs,
             dtype=torch_dtype,
             device_map={"": self.device},  # placed at load time: never .to() it afterwards
-            **_gguf_kwargs(self.spec),
         )
         if self.spec.quantization == "8bit":
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
@@ -181,7 +268,8 @@ class HFBackend(ScoringBackend):
         if self.spec.adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, self.spec.adapter)
+            pinned: dict[str, Any] = {"revision": self.spec.adapter_revision} if self.spec.adapter_revision else {}
+            model = PeftModel.from_pretrained(model, self.spec.adapter, **pinned)
             if self.spec.quantization == "none":
                 model = model.merge_and_unload()  # plain weights: faster, same numbers
         model.eval()
