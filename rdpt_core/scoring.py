@@ -166,7 +166,10 @@ def score_role(
                 is_fresh = scores is None
                 if scores is None:
                     scores = backend.score(context, record.response)
-                    cache.put(key, scores)
+                    try:  # the cache refuses impossible numbers (NaN, > 0): say whose they are
+                        cache.put(key, scores)
+                    except ValueError as err:
+                        raise ValueError(f"{role} ({backend.spec.label}), record {record.record_id!r}: {err}") from err
                     fresh += 1
                 out[record.record_id] = scores
                 bar.update(1)

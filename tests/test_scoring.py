@@ -135,6 +135,33 @@ def test_job_scores_each_model_once_and_serves_reruns_from_the_cache(tmp_path):
     assert t.load_count == 0 and s.load_count == 0
 
 
+class OverflowingBackend(CountingBackend):
+    """Returns a log-prob above 0 for the record "bad": numbers no model can produce."""
+
+    def score(self, context, response):
+        scores = super().score(context, response)
+        if response.startswith("Bad"):
+            scores.logprobs[1] = 0.5
+        return scores
+
+
+def test_impossible_numbers_stop_the_job_naming_role_model_and_record(tmp_path):
+    from rdpt_core.cache import TokenCache
+
+    recs = [Record("good", "q", "P", "One."), Record("bad", "q", "P", "Bad.")]
+    teacher = OverflowingBackend("t")
+    with pytest.raises(ValueError, match=r"teacher \(t\), record 'bad': .*log-prob"):
+        score_records(recs, {"teacher": teacher.spec}, backends={"teacher": teacher}, cache=TokenCache(tmp_path))
+    # the good record scored before it stays cached: a rerun after the fix resumes from there
+    assert TokenCache(tmp_path).get(_key(teacher, recs[0])) is not None
+
+
+def _key(backend, record):
+    from rdpt_core.cache import cache_key
+
+    return cache_key(backend.fingerprint, backend.render_context(record.prompt), record.response)
+
+
 def test_job_rejects_duplicate_ids_and_unknown_roles(tmp_path):
     recs = [Record("a", "q", "P", "x"), Record("a", "q", "P", "y")]
     b = CountingBackend("t")
