@@ -20,7 +20,9 @@ DEMO = LAB / "corpus"
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Tests never read or write the user's token cache or saved datasets."""
+    """Tests never read or write the user's token cache or saved datasets, and never wait on the
+    hub (CI has none): a hub id resolves from the local cache or fails at once."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["RDPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("token-cache"))
     os.environ["RDPT_WORKSPACE_DIR"] = str(tmp_path_factory.mktemp("workspace"))
 
