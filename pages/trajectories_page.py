@@ -2,7 +2,9 @@
 or generate responses; then score them. Every change to the user's data is saved at once."""
 
 import hashlib
+import os
 import tempfile
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -17,8 +19,8 @@ from rdpt_core.answers import check_answer
 from rdpt_core.backends.base import SamplingSettings
 from rdpt_core.models import PROJECT_ROOT
 from rdpt_core.records import (
-    EXTENSIONS, REQUIRED_FIELDS, ColumnMapping, Record, guess_mapping, load_records, mapping_problems,
-    peek_columns,
+    EXTENSIONS, REQUIRED_FIELDS, ColumnMapping, Record, RecordsError, guess_mapping, load_records,
+    mapping_problems, peek_columns,
 )
 
 st.title("Trajectories")
@@ -53,11 +55,28 @@ def mapping_section(columns: list[str], digest: str) -> tuple[ColumnMapping | No
     return ColumnMapping(**chosen), []
 
 
+def failure(name: str, path: Path, err: Exception) -> str:
+    """What went wrong reading an upload, naming it by its own name (not the temporary path)."""
+    one_issue = isinstance(err, RecordsError) and len(err.issues) == 1
+    text = (str(err.issues[0]) if one_issue else str(err)).replace(str(path), name) or "no details"
+    if not isinstance(err, ValueError):  # an OSError, MemoryError...: say which
+        text = f"{type(err).__name__}: {text}"
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def save_upload(data: bytes, path: Path) -> None:
+    """Write the upload atomically: a rerun never reads a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # sessions share a process
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def load_upload(path: Path, name: str, layout: str, mapping: ColumnMapping | None, as_new: bool) -> None:
     try:
         result = load_records(path, layout=layout, mapping=mapping, lenient=True, name=name)
-    except ValueError as err:  # not UTF-8, unreadable file: nothing changes
-        st.error(f"{err}. The working dataset is unchanged.")
+    except Exception as err:  # any failure of the loader (lenient: bad rows are issues): nothing changes
+        st.error(f"{failure(name, path, err)}. The working dataset is unchanged.")
         return
     if result.issues:
         issue_report(result.issues)
@@ -101,16 +120,15 @@ with upload:
         digest = hashlib.sha256(data).hexdigest()[:16]
         # one file per distinct upload (reruns reuse it): the readers work on paths
         tmp = Path(tempfile.gettempdir()) / "rdpt-uploads" / digest / f"upload{Path(file.name).suffix.lower()}"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
         layout = st.selectbox("Layout", ["auto", "flat", "chat", "skythought"], key=f"up_layout_{digest}",
                               help="auto: SkyThought rows (question + code list), chat rows (messages / "
                                    "conversations), otherwise flat columns")
         try:
+            save_upload(data, tmp)
             columns = peek_columns(tmp, name=file.name)
-        except ValueError as err:
+        except Exception as err:  # unreadable file, full disk...: say so, load nothing
             columns = None
-            st.error(f"{err}. Nothing was loaded.")
+            st.error(f"{failure(file.name, tmp, err)}. Nothing was loaded.")
         if columns is not None:
             mapping, problems = None, []
             structured = any(keys <= set(columns) for keys in STRUCTURED)

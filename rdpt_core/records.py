@@ -4,18 +4,45 @@ Every format (JSONL, JSON, CSV, Parquet) is first turned into ``(line, row)`` pa
 to :func:`records_from_rows`, so layout detection, validation and error messages are shared by
 all formats and by data pasted or uploaded in the app. Each record remembers its input row
 (:class:`Origin`), so selected data can be written back in the input's own schema.
+
+What a bad input does (strict mode raises :class:`RecordsError`; lenient mode skips and reports):
+
+* Text is UTF-8. A byte that is not (CSV, JSON, JSONL alike), or a lone surrogate from a JSON
+  escape such as ``"\\ud800"``, is reported at its line/item and field; the other rows load.
+* A JSON object with a key twice, a CSV header or Parquet schema with a column name twice, and a
+  JSON integer too long for Python to read (over 4300 digits) are reported, never resolved
+  silently. Values nested deeper than :data:`MAX_DEPTH` levels are reported, shallower ones
+  (in any field) load.
+* A CSV record that breaks the quoting rules (a quote never closed, text after a closing quote)
+  is reported and skipped without swallowing the good rows after it (see :func:`_csv_records`).
+* Parquet values become plain JSON-able Python: binary that holds UTF-8 text is that text, other
+  binary is ``"base64:<data>"`` (a field that needs text refuses it as binary data); timestamps,
+  dates and times are ISO 8601 text; decimals are numbers (int when the column has no scale,
+  else float); durations are seconds (float). A file pyarrow cannot read is a whole-file issue.
+* A row without an id gets its line number (SkyThought: ``<line>:<k>``), unless an explicit id
+  of the same file (record or question id) already says that; then ``<unit>-<line>``
+  (``line-3``, ``row-3``, ``item-3``), so a generated id never takes another row's place.
 """
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
+import datetime as dt
 import json
 import math
+import os
+import re
+import sys
+import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
@@ -45,6 +72,10 @@ _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "ass
 _SHOWN_ISSUES = 5
 _SKYTHOUGHT_LISTS = frozenset({"code", "score", "pred", "report"})  # one element per response
 _CSV_FIELD_LIMIT = 2**31 - 1  # reasoning traces exceed csv's 128 KiB default field limit
+# Deepest nesting a row may have (the row itself is level 1). Python's json reads and writes
+# about 990 levels before its recursion limit; this leaves room for the caller's own stack.
+MAX_DEPTH = 512
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
 
 
 @dataclass(frozen=True)
@@ -164,35 +195,194 @@ class _Bad(ValueError):
         self.message = message
 
 
+class _Binary(str):
+    """Binary data that is not UTF-8 text, kept JSON-able as ``"base64:<data>"``; a field that
+    needs text refuses it (:func:`_text`)."""
+
+    @classmethod
+    def of(cls, data: bytes) -> _Binary:
+        return cls("base64:" + base64.b64encode(data).decode("ascii"))
+
+    def size(self) -> int:
+        return len(base64.b64decode(self[len("base64:"):]))
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """Stands in for a JSON value that cannot be kept (a duplicated key, an over-long integer);
+    cleaning the row reports it. ``key``: the duplicated key, if that is the problem."""
+    message: str
+    key: str | None = None
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Unreadable:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return _Unreadable(f"duplicate key {key!r} in one object", key)
+        seen.add(key)
+    raise AssertionError("unreachable: dict() dropped a pair, so a key repeats")
+
+
+def _json_int(digits: str) -> int | _Unreadable:
+    try:
+        return int(digits)
+    except ValueError:  # over sys.get_int_max_str_digits(): Python refuses to read it
+        return _Unreadable(f"an integer of {len(digits.lstrip('-'))} digits is too long to read "
+                           f"(at most {sys.get_int_max_str_digits()})")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_json_object, parse_int=_json_int)
+
+
+def _loads(text: str) -> Any:
+    """json.loads that keeps duplicated keys and over-long integers visible (as _Unreadable)."""
+    return _DECODER.decode(text)
+
+
 def _show(value: Any) -> str:
     """Short description of a bad value for messages; long texts are cut."""
     if value is None:
         return "null"
+    if isinstance(value, _Binary):
+        return f"binary data ({value.size()} bytes, not UTF-8 text)"
     if not isinstance(value, (str, bool, int, float)):
         return f"a {type(value).__name__}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _plain(value: Any) -> Any:
-    """Make pandas/pyarrow/numpy values plain JSON-able Python (arrays -> lists, NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT:
+def _surrogate_problem(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # how a byte that is not UTF-8 reads (errors="surrogateescape")
+        return (f"byte 0x{code - 0xDC00:02x} is not UTF-8 text (or {char!r} is half of a surrogate "
+                "pair); save the file as UTF-8")
+    return f"{char!r} is half of a surrogate pair (an escape without its other half), not text"
+
+
+def _text_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (a lone surrogate), or None."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return _surrogate_problem(text[err.start])
+    return None
+
+
+def _check_text(text: str) -> str:
+    """``text`` if it is valid Unicode. A lone surrogate is refused here, at its line and field,
+    rather than failing later (on writing, in a tokenizer) with no location."""
+    problem = _text_problem(text)
+    if problem is not None:
+        raise _Bad(None, problem)
+    return text
+
+
+def _from_bytes(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Binary.of(data)
+
+
+def _from_decimal(value: Decimal) -> int | float | None:
+    if value.is_nan():
         return None
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, (str, bool, int)):
+    exponent = value.as_tuple().exponent
+    return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+
+
+def _leaf(value: Any) -> Any:
+    """A plain JSON-able value for anything but dicts and lists (they are walked by _plain)."""
+    if isinstance(value, str):
+        return _check_text(value)
+    if value is None or isinstance(value, (bool, int, dict, list)):
         return value
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return _plain(value.tolist())
-    return str(value)  # datetimes, decimals, bytes: keep meta JSON-able
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, _Unreadable):
+        raise _Bad(None, value.message)
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _from_bytes(bytes(value))
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, np.datetime64):
+        return _leaf(pd.Timestamp(value))
+    if isinstance(value, np.timedelta64):
+        return _leaf(pd.Timedelta(value))
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return _from_decimal(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars: plain Python at once
+        return _leaf(value.tolist())
+    return str(value)
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        return str(_leaf(key))
+    problem = _text_problem(key)
+    if problem is not None:
+        raise _Bad(None, f"key {key!r}: {problem}")
+    return key
+
+
+def _plain(value: Any, depth: int = 1) -> Any:
+    """Make pandas/pyarrow/numpy/JSON values plain JSON-able Python (arrays -> lists, NaN ->
+    None, see the module docstring). Raises _Bad for a value that cannot be kept. Iterative, so
+    legal deep nesting never meets Python's recursion limit."""
+    if value is None or isinstance(value, (str, int, float)):  # most values: no walk needed
+        return _leaf(value)
+    holder: list[Any] = [None]
+    todo: list[tuple[Any, Any, Any, int]] = [(value, holder, 0, depth)]
+    while todo:
+        item, parent, slot, level = todo.pop()
+        item = _leaf(item)
+        if isinstance(item, (dict, list)):
+            if level > MAX_DEPTH:
+                raise _Bad(None, _TOO_DEEP)
+            if isinstance(item, dict):
+                out: Any = {_key(k): None for k in item}
+                if len(out) != len(item):
+                    raise _Bad(None, "two keys that read as the same text")
+                todo.extend((v, out, k, level + 1) for k, v in zip(out, item.values()))
+            else:
+                out = [None] * len(item)
+                todo.extend((v, out, i, level + 1) for i, v in enumerate(item))
+            item = out
+        parent[slot] = item
+    return holder[0]
+
+
+def _clean_row(raw: Any) -> Any:
+    """The row as plain values (:func:`_plain`); a bad value is reported under its column."""
+    if isinstance(raw, _Unreadable):
+        raise _Bad(raw.key, raw.message)
+    if not isinstance(raw, dict):
+        return _plain(raw)
+    row: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key if type(key) is str and key.isascii() else _key(key)
+        if name in row:
+            raise _Bad(name, f"duplicate key {name!r}")
+        try:
+            row[name] = _plain(value, depth=2)
+        except _Bad as err:
+            raise _Bad(name, err.message) from None
+    return row
 
 
 def _text(value: Any, name: str) -> str:
-    if isinstance(value, str):
+    if isinstance(value, str) and not isinstance(value, _Binary):
         return value
     raise _Bad(name, f"expected a string, got {_show(value)}")
 
@@ -202,7 +392,7 @@ def _as_id(value: Any, name: str) -> str:
         value = int(value)  # pandas turns int columns with gaps into floats
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and value.strip() and not isinstance(value, _Binary):
         return value
     raise _Bad(name, f"expected a non-empty string or integer id, got {_show(value)}")
 
@@ -240,6 +430,8 @@ def _skythought(row: dict[str, Any], line: int, source: str | None
     code, scores, pred = row.get("code"), row.get("score"), row.get("pred")
     if not isinstance(code, list):
         raise _Bad("code", f"expected a list of responses, got {_show(code)}")
+    if not code:
+        raise _Bad("code", "no responses (an empty list)")
     if scores is not None and not isinstance(scores, list):
         raise _Bad("score", f"expected a list of true/false, got {_show(scores)}")
     scores = scores or []
@@ -318,8 +510,8 @@ def _meta(row: dict[str, Any], used: set[str]) -> dict[str, Any]:
     packed = row.get("meta")
     if isinstance(packed, str) and packed.strip().startswith("{"):
         try:
-            packed = json.loads(packed)
-        except ValueError:
+            packed = _plain(_loads(packed))
+        except (ValueError, RecursionError):  # not JSON after all (_Bad is a ValueError): keep the text
             pass
     meta: dict[str, Any] = dict(packed) if isinstance(packed, dict) else {}
     skip = used | ({"meta"} if isinstance(packed, dict) else set())
@@ -327,8 +519,19 @@ def _meta(row: dict[str, Any], used: set[str]) -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A record read from ``line``; ``made_up``: which of its ids came from the line number
+    (record id, question id), so they can give way to explicit ids (see _settle_ids)."""
+    line: int
+    row: dict[str, Any]
+    record: Record
+    item: int | None
+    made_up: tuple[bool, bool] = (False, False)
+
+
 def _single(row: dict[str, Any], line: int, kind: str, mapping: ColumnMapping,
-            aliases: bool, source: str | None) -> Record:
+            aliases: bool, source: str | None) -> _Found:
     used: set[str] = set()
     extra: dict[str, Any] = {}
     if kind == "chat":
@@ -337,14 +540,79 @@ def _single(row: dict[str, Any], line: int, kind: str, mapping: ColumnMapping,
     else:
         prompt = _column(row, mapping.prompt, PROMPT_ALIASES if aliases else (), used)
         response = _column(row, mapping.response, RESPONSE_ALIASES if aliases else (), used)
-    record_id = _optional(row, mapping.record_id, used, _as_id) or str(line)
-    question_id = _optional(row, mapping.question_id, used, _as_id) or record_id
+    explicit_id = _optional(row, mapping.record_id, used, _as_id)
+    record_id = explicit_id or str(line)
+    explicit_question = _optional(row, mapping.question_id, used, _as_id)
+    question_id = explicit_question or record_id
     correct = _optional(row, mapping.correct, used, _parse_correct)
     row_source = _optional(row, mapping.source, used,
                            lambda v, n: None if v in (None, "") else _text(v, n))
     meta = _meta(row, used)
     meta.update(extra)
-    return Record(record_id, question_id, prompt, response, correct, row_source or source, meta)
+    record = Record(record_id, question_id, prompt, response, correct, row_source or source, meta)
+    return _Found(line, row, record, None, (explicit_id is None, explicit_question is None and explicit_id is None))
+
+
+def _read_row(raw: Any, line: int, layout: str, mapping: ColumnMapping, aliases: bool,
+              source: str | None) -> tuple[list[_Found], list[_Bad]]:
+    """The records of one input row and the problems that dropped (parts of) it."""
+    try:
+        row = _clean_row(raw)
+        if not isinstance(row, dict):
+            raise _Bad(None, f"expected an object, got {_show(row)}")
+        kind = detect_layout(row) if layout == "auto" else layout
+        if kind != "skythought":
+            return [_single(row, line, kind, mapping, aliases, source)], []
+        made, bad = _skythought(row, line, source)
+    except _Bad as err:
+        return [], [err]
+    made_up = (row.get("idx") is None,) * 2
+    return [_Found(line, row, record, item, made_up) for record, item in made], bad
+
+
+def _made_up_ids(found: _Found, base: str) -> tuple[str, str]:
+    """The record's (record id, question id) with its made-up ids built on ``base``, not the line."""
+    record, line = found.record, str(found.line)
+    record_id = base + record.record_id[len(line):] if found.made_up[0] else record.record_id
+    return record_id, base if found.made_up[1] else record.question_id
+
+
+def _id_bases(line: int, unit: str) -> Iterator[str]:
+    """Bases for the made-up ids of the row on ``line``, first choice first (endless)."""
+    yield str(line)
+    yield f"{unit}-{line}"
+    n = 2
+    while True:
+        yield f"{unit}-{line}-{n}"
+        n += 1
+
+
+def _settle_ids(found: list[_Found], unit: str) -> list[_Found]:
+    """Made-up ids (line numbers) that an explicit record or question id of the input already
+    uses move to ``<unit>-<line>`` (then ``-2``, ``-3``, ...): a row without an id must never
+    be merged with, or dropped as a duplicate of, a row that names that id."""
+    taken = {f.record.record_id for f in found if not f.made_up[0]}
+    taken |= {f.record.question_id for f in found if not f.made_up[1]}
+    by_line: dict[int, list[_Found]] = {}
+    for f in found:
+        if any(f.made_up):
+            by_line.setdefault(f.line, []).append(f)
+    bases: dict[int, str] = {}
+    for line, row_found in by_line.items():
+        for base in _id_bases(line, unit):
+            ids = {i for f in row_found for i, made_up in zip(_made_up_ids(f, base), f.made_up) if made_up}
+            if not ids & taken:
+                break
+        taken |= ids
+        bases[line] = base
+    settled = []
+    for f in found:
+        if any(f.made_up) and bases[f.line] != str(f.line):
+            record_id, question_id = _made_up_ids(f, bases[f.line])
+            f = dataclasses.replace(f, record=dataclasses.replace(f.record, record_id=record_id,
+                                                                  question_id=question_id))
+        settled.append(f)
+    return settled
 
 
 def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str = "auto",
@@ -359,32 +627,25 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     mapping = mapping or ColumnMapping()
     aliases = mapping == ColumnMapping()  # aliases only when the user did not map columns
-    records: list[Record] = []
+    found: list[_Found] = []
     issues: list[RecordIssue] = []
+    for line, raw in rows:
+        made, bad = _read_row(raw, line, layout, mapping, aliases, source)
+        found.extend(made)
+        issues.extend(RecordIssue(file, line, b.field, b.message, unit) for b in bad)
+    records: list[Record] = []
     origins: dict[str, Origin] = {}
     first_seen: dict[str, int] = {}
-    for line, raw in rows:
-        row = _plain(raw)
-        if not isinstance(row, dict):
-            message = f"expected an object, got {_show(row)}"
-            issues.append(RecordIssue(file, line, None, message, unit))
+    for f in _settle_ids(found, unit):
+        record_id = f.record.record_id
+        if record_id in first_seen:  # keep the first, report the later one
+            issues.append(RecordIssue(file, f.line, "record_id", f"duplicate record_id {record_id!r} "
+                                      f"(first on {unit} {first_seen[record_id]})", unit))
             continue
-        kind = detect_layout(row) if layout == "auto" else layout
-        try:
-            found, bad = (_skythought(row, line, source) if kind == "skythought"
-                          else ([(_single(row, line, kind, mapping, aliases, source), None)], []))
-        except _Bad as err:
-            found, bad = [], [err]
-        issues.extend(RecordIssue(file, line, b.field, b.message, unit) for b in bad)
-        for record, item in found:
-            if record.record_id in first_seen:  # keep the first, report the later one
-                issues.append(RecordIssue(file, line, "record_id", f"duplicate record_id "
-                                          f"{record.record_id!r} (first on {unit} "
-                                          f"{first_seen[record.record_id]})", unit))
-                continue
-            first_seen[record.record_id] = line
-            records.append(record)
-            origins[record.record_id] = Origin(line, row, item)
+        first_seen[record_id] = f.line
+        records.append(f.record)
+        origins[record_id] = Origin(f.line, f.row, f.item)
+    issues.sort(key=lambda issue: issue.line)
     if issues and not lenient:
         raise RecordsError(issues)
     return LoadResult(records, issues, origins)
@@ -393,86 +654,176 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
 _Rows = tuple[list[tuple[int, Any]], list[RecordIssue]]
 
 
-def _not_utf8(file: str, err: UnicodeDecodeError) -> ValueError:
-    byte = err.object[err.start:err.start + 1].hex()
-    return ValueError(f"{file}: not UTF-8 text (byte 0x{byte} at offset {err.start}); "
-                      "save it as UTF-8 and load it again")
-
-
 def _read_jsonl(path: Path, file: str) -> _Rows:
     rows: list[tuple[int, Any]] = []
     issues: list[RecordIssue] = []
     with open(path, "rb") as fh:  # binary: split on "\n" only, decode each line on its own
         for line, raw in enumerate(fh, 1):
+            # a byte that is not UTF-8 becomes a lone surrogate, reported with its field
+            text = raw.decode("utf-8-sig" if line == 1 else "utf-8", errors="surrogateescape")
+            if not text.strip():
+                continue
             try:
-                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
-                if text.strip():
-                    rows.append((line, json.loads(text)))
+                rows.append((line, _loads(text)))
             except json.JSONDecodeError as err:
                 message = f"invalid JSON: {err.msg} (column {err.colno})"
                 issues.append(RecordIssue(file, line, None, message))
-            except UnicodeDecodeError:
-                issues.append(RecordIssue(file, line, None, "not valid UTF-8 text"))
+            except RecursionError:
+                issues.append(RecordIssue(file, line, None, _TOO_DEEP))
     return rows, issues
 
 
+_JSON_NESTING = re.compile(r'"(?:[^"\\]++|\\.)*+"|[\[\]{}\n]')  # strings (skipped), brackets, newlines
+
+
+def _too_deep_line(text: str) -> int:
+    """The line where the JSON ``text`` first nests deeper than MAX_DEPTH."""
+    depth, line = 0, 1
+    for token in _JSON_NESTING.finditer(text):
+        char = token.group()
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                break
+        elif char in "]}":
+            depth -= 1
+    return line
+
+
 def _read_json(path: Path, file: str) -> _Rows:
+    def whole_file(message: str) -> _Rows:
+        return [], [RecordIssue(file, 0, None, message, "item")]
+
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = _loads(text)
     except json.JSONDecodeError as err:
-        message = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
-        return [], [RecordIssue(file, 0, None, message)]
-    except UnicodeDecodeError as err:
-        raise _not_utf8(file, err) from err
+        return whole_file(f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}")
+    except RecursionError:
+        return whole_file(f"{_TOO_DEEP} at line {_too_deep_line(text)}")
+    if isinstance(data, _Unreadable):
+        return whole_file(data.message)
     if isinstance(data, dict):
         data = next((data[k] for k in ("data", "records") if isinstance(data.get(k), list)), data)
     if not isinstance(data, list):
-        message = "expected a list of objects or an object with a 'data' or 'records' list"
-        return [], [RecordIssue(file, 0, None, message)]
+        return whole_file("expected a list of objects or an object with a 'data' or 'records' list")
     return list(enumerate(data, 1)), []
+
+
+def _repeated_names(names: list[str], file: str, line: int, unit: str) -> list[RecordIssue]:
+    """A column name that appears twice: which of the two values is meant is unknowable."""
+    first: dict[str, int] = {}
+    issues = []
+    for position, name in enumerate(names, 1):
+        if name in first:
+            issues.append(RecordIssue(file, line, name, f"duplicate column name {name!r} "
+                                      f"(columns {first[name]} and {position})", unit))
+        first.setdefault(name, position)
+    return issues
+
+
+class _LineFeed:
+    """Physical lines handed to csv.reader one at a time; ``taken`` counts them, so reading can
+    restart on the line after a bad record."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines, self.taken = lines, 0
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if self.taken >= len(self.lines):
+            raise StopIteration
+        self.taken += 1
+        return self.lines[self.taken - 1]
+
+
+def _csv_records(lines: list[str]) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+    """(first line, last line, values or the error) of each CSV record. A record that breaks the
+    quoting rules is reported and skipped, and reading restarts where the next record most likely
+    begins. An error found past the record's first line means a quote opened there runs on (never
+    closed, or closed by the next row's quote): the record is that line only, so it cannot swallow
+    the good rows after it. An error on its first line (text after a closing quote) costs the
+    record as a lenient reader sees it: restarting inside a quoted field would read its text as rows."""
+    feed = _LineFeed(lines)
+    while feed.taken < len(lines):
+        start = feed.taken
+        try:
+            for values in csv.reader(feed, strict=True):
+                yield start + 1, feed.taken, values
+                start = feed.taken
+        except csv.Error as err:
+            end = start + 1
+            if feed.taken == end:
+                feed.taken = start
+                try:
+                    next(csv.reader(feed), None)  # not strict: where this record ends
+                except csv.Error:
+                    pass
+                end = max(end, feed.taken)
+            yield start + 1, end, err
+            feed.taken = end
 
 
 def _read_csv(path: Path, file: str) -> _Rows:
     rows: list[tuple[int, Any]] = []
     issues: list[RecordIssue] = []
+    # a byte that is not UTF-8 becomes a lone surrogate, reported with its line and column
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        lines = list(fh)
+    header: list[str] | None = None
     old_limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header: list[str] | None = None
-            start = 1  # physical line where the next row begins (quoted fields span lines)
-            try:
-                for values in reader:
-                    line, start = start, reader.line_num + 1
-                    if not values:
-                        continue
-                    if header is None:
-                        header = values
-                    elif len(values) != len(header):
-                        issues.append(RecordIssue(file, line, None, f"expected {len(header)} "
-                                                  f"fields, got {len(values)}"))
-                    else:
-                        rows.append((line, dict(zip(header, values))))
-            except csv.Error as err:
-                issues.append(RecordIssue(file, start, None, f"unreadable CSV: {err}"))
-    except UnicodeDecodeError as err:
-        raise _not_utf8(file, err) from err
+        for line, last, values in _csv_records(lines):
+            if isinstance(values, csv.Error):
+                span = f"line {line}" if last == line else f"lines {line}-{last}"
+                issues.append(RecordIssue(file, line, None, f"unreadable CSV ({values}): a quoted field is "
+                                          f"never closed or has text after its closing quote; {span} skipped"))
+            elif not values:
+                continue
+            elif header is None:
+                header = values
+                problems = _repeated_names(header, file, line, "line")
+                problems += [RecordIssue(file, line, None, f"column name {name!r}: {_text_problem(name)}")
+                             for name in header if _text_problem(name) is not None]
+                if problems:
+                    return [], problems
+            elif len(values) != len(header):
+                issues.append(RecordIssue(file, line, None, f"expected {len(header)} fields, got {len(values)}"))
+            else:
+                rows.append((line, dict(zip(header, values))))
     finally:
         csv.field_size_limit(old_limit)
     return rows, issues
 
 
 def _read_parquet(path: Path, file: str) -> _Rows:
-    table = pq.read_table(path)
-    # pandas stores a non-range index as a column; it is not data
-    table = table.drop_columns([c for c in table.column_names if c.startswith("__index_level_")])
-    return list(enumerate(table.to_pylist(), 1)), []
+    try:
+        table = pq.ParquetFile(path).read()
+        problems = _repeated_names(table.column_names, file, 0, "row")
+        if problems:
+            return [], problems
+        # pandas stores a non-range index as a column; it is not data
+        table = table.drop_columns([c for c in table.column_names if c.startswith("__index_level_")])
+        return list(enumerate(table.to_pylist(), 1)), []
+    except (pa.ArrowException, OSError, ValueError) as err:  # ValueError: e.g. bad UTF-8 in a string column
+        message = f"not a readable Parquet file: {str(err).replace(str(path), file)}"
+        return [], [RecordIssue(file, 0, None, message, "row")]
 
 
 _READERS: dict[str, tuple[Callable[[Path, str], _Rows], str]] = {
     "jsonl": (_read_jsonl, "line"), "json": (_read_json, "item"),
     "csv": (_read_csv, "line"), "parquet": (_read_parquet, "row"),
 }
+
+
+def _reader(fmt: str, file: str) -> tuple[Callable[[Path, str], _Rows], str]:
+    if fmt not in _READERS:
+        raise ValueError(f"{file}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return _READERS[fmt]
 
 
 def infer_format(path: str | Path) -> str:
@@ -489,10 +840,7 @@ def load_records(path: str | Path, *, fmt: str | None = None, layout: str = "aut
     """Read a JSONL/JSON/CSV/Parquet file into records (see module docstring). ``name`` is how
     errors call the file (e.g. an upload's own name rather than its temporary path)."""
     file = name or str(path)
-    fmt = fmt or infer_format(name or path)
-    if fmt not in _READERS:
-        raise ValueError(f"{file}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    reader, unit = _READERS[fmt]
+    reader, unit = _reader(fmt or infer_format(name or path), file)
     rows, issues = reader(Path(path), file)
     result = records_from_rows(rows, file=file, layout=layout, mapping=mapping, source=source,
                                lenient=True, unit=unit)
@@ -522,12 +870,20 @@ def jsonl_lines(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
-    """Write plain dict rows as JSONL; returns how many."""
+    """Write plain dict rows as JSONL; returns how many. Atomic: a temporary file in the same
+    folder replaces ``path`` only when complete, so a failure never leaves half a file."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for line in jsonl_lines(rows):
-            fh.write(line)
-            n += 1
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            for line in jsonl_lines(rows):
+                fh.write(line)
+                n += 1
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n
 
 
@@ -545,12 +901,20 @@ def write_records_jsonl(records: Iterable[Record], path: str | Path) -> None:
 
 def peek_columns(path: str | Path, *, fmt: str | None = None, n_rows: int = 20,
                  name: str | None = None) -> list[str]:
-    """Column names seen in the first ``n_rows`` rows (for a column-mapping step)."""
-    reader, _ = _READERS[fmt or infer_format(name or path)]
-    rows, _ = reader(Path(path), name or str(path))
+    """Column names seen in the first ``n_rows`` rows (for a column-mapping step). Raises
+    :class:`RecordsError` when no row can be read at all (say why, rather than offer no columns)."""
+    file = name or str(path)
+    reader, _ = _reader(fmt or infer_format(name or path), file)
+    rows, issues = reader(Path(path), file)
+    if not rows:
+        raise RecordsError(issues or [RecordIssue(file, 0, None, "no rows to read: the file is empty")])
     columns: list[str] = []
     for _, row in rows[:n_rows]:
         for key in row if isinstance(row, dict) else ():
-            if key not in columns:
+            if key not in columns and _is_text(key):
                 columns.append(key)
     return columns
+
+
+def _is_text(key: Any) -> bool:
+    return isinstance(key, str) and _text_problem(key) is None

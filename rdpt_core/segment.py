@@ -70,15 +70,27 @@ def _paper_cuts(text: str) -> list[int]:
     return [m.end(1) for m in PAPER_SENTENCE_RE.finditer(text)]
 
 
+def _before_whitespace(text: str, starts: Iterable[int]) -> list[int]:
+    """For each start (ascending), the start of the whitespace run just before it, so that the
+    whitespace begins the next action. Linear: a walk back never crosses the previous start;
+    when it reaches it, the two share one run and so one cut (a long run of blank lines holds
+    many paragraph starts, and walking each back over the whole run was quadratic)."""
+    cuts: list[int] = []
+    floor, floor_cut = 0, 0
+    for start in starts:
+        cut = start
+        while cut > floor and text[cut - 1].isspace():
+            cut -= 1
+        if cut == floor and cuts:
+            cut = floor_cut
+        cuts.append(cut)
+        floor, floor_cut = start, cut
+    return cuts
+
+
 def _paragraph_cuts(text: str) -> list[int]:
     # Cut before the whitespace run that holds the blank line, so it starts the next paragraph.
-    cuts = []
-    for m in _BLANK_LINE_RE.finditer(text):
-        cut = m.start()
-        while cut > 0 and text[cut - 1].isspace():
-            cut -= 1
-        cuts.append(cut)
-    return cuts
+    return _before_whitespace(text, (m.start() for m in _BLANK_LINE_RE.finditer(text)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,14 +103,14 @@ def _spacy_nlp():  # pragma: no cover - trivial
     return nlp
 
 
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
 def _spacy_cuts(text: str) -> list[int]:
-    cuts = []
-    for sent in list(_spacy_nlp()(text).sents)[1:]:
-        cut = sent.start_char
-        while cut > 0 and text[cut - 1].isspace():  # whitespace goes to the next action
-            cut -= 1
-        cuts.append(cut)
-    return cuts
+    # spaCy cannot encode a lone surrogate; U+FFFD stands in, one character for one, so the
+    # offsets still fit ``text``. Whitespace before a sentence goes to it, as elsewhere.
+    doc = _spacy_nlp()(_LONE_SURROGATE_RE.sub("\ufffd", text))
+    return _before_whitespace(text, (sent.start_char for sent in list(doc.sents)[1:]))
 
 
 _CUTTERS = {"paper": _paper_cuts, "spacy": _spacy_cuts, "paragraph": _paragraph_cuts}

@@ -423,15 +423,6 @@ def test_column_mappings_start_from_each_files_own_guesses():
     assert got == [("b", False, "m2"), ("c", True, "m2")]
 
 
-def test_a_non_utf8_upload_is_named_and_changes_nothing():
-    at = page("trajectories").run()
-    before = at.session_state["dataset_id"]
-    upload(at, "latin.csv", "prompt,response\nq,caf\xe9\n".encode("latin-1"))
-    assert any("latin.csv: not UTF-8 text (byte 0xe9" in e.value for e in at.error)
-    assert not any(b.key == "up_load" for b in at.button)  # nothing to load
-    assert at.session_state["dataset_id"] == before
-
-
 def test_loading_a_file_says_what_happened_to_the_previous_dataset_and_can_add_instead():
     at = page("trajectories").run()
     paste(at, "What is 2+2?", "It is 4.")

@@ -581,18 +581,271 @@ def test_mapping_problems_refuse_missing_and_repeated_columns():
         "correct: no column 'z' in the file"]
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".json"])
-def test_a_non_utf8_file_is_named_with_the_offending_byte(tmp_path, suffix):
-    path = tmp_path / f"upload{suffix}"
-    body = "prompt,response\nq,caf\xe9\n" if suffix == ".csv" else '[{"prompt": "q", "response": "caf\xe9"}]'
-    path.write_bytes(body.encode("latin-1"))
-    with pytest.raises(ValueError, match=r"mine\S*: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
-        load_records(path, name=f"mine{suffix}")
-
-
 def test_non_utf8_jsonl_line_is_reported_and_the_good_lines_load(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_bytes(b'{"prompt": "p", "response": "ok"}\n{"prompt": "p", "response": "caf\xe9"}\n')
     result = load_records(path, lenient=True, name="mine.jsonl")
     assert [r.response for r in result.records] == ["ok"]
-    assert [(i.file, i.line, i.message) for i in result.issues] == [("mine.jsonl", 2, "not valid UTF-8 text")]
+    assert [(i.file, i.line, i.field) for i in result.issues] == [("mine.jsonl", 2, "response")]
+    assert result.issues[0].message.startswith("byte 0xe9 is not UTF-8 text")
+
+
+# ---- issue 12: defects found by fuzzing (each test failed before its fix) ----------------------
+def issue_texts(result_or_error: Any) -> list[str]:
+    return [str(issue) for issue in result_or_error.issues]
+
+
+def test_a_too_long_integer_in_an_unused_field_skips_only_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    path.write_text('{"prompt": "p", "response": "ok1"}\n'
+                    '{"prompt": "p", "response": "r", "x": ' + "7" * 5000 + '}\n'
+                    '{"prompt": "p", "response": "ok3"}\n', encoding="utf-8")
+    result = load_records(path, lenient=True)
+    assert [r.response for r in result.records] == ["ok1", "ok3"]
+    assert brief(result.issues) == [(2, "x")]
+    assert "5000 digits" in result.issues[0].message
+    with pytest.raises(RecordsError, match=rf"{path}, line 2, field 'x': "):
+        load_records(path)
+
+
+def test_a_too_long_integer_in_a_json_list_names_the_item(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text('[{"prompt": "p", "response": "a"}, {"prompt": "p", "response": "b", "n": [1, '
+                    + "9" * 4400 + ']}]', encoding="utf-8")
+    result = load_records(path, lenient=True)
+    assert [r.response for r in result.records] == ["a"]
+    assert brief(result.issues) == [(2, "n")] and result.issues[0].unit == "item"
+
+
+def test_a_non_utf8_byte_in_a_csv_skips_only_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"prompt,response\nq,fine\nq,caf\xe9\nq,also fine\n")
+    result = load_records(path, lenient=True)
+    assert [r.response for r in result.records] == ["fine", "also fine"]
+    assert issue_texts(result) == [
+        f"{path}, line 3, field 'response': byte 0xe9 is not UTF-8 text (or '\\udce9' is half of a "
+        "surrogate pair); save the file as UTF-8"]
+    with pytest.raises(RecordsError, match=rf"{path}, line 3, field 'response': byte 0xe9"):
+        load_records(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+def test_a_non_utf8_file_is_named_with_the_line_and_the_offending_byte(tmp_path, suffix):
+    path = tmp_path / f"upload{suffix}"
+    body = {".csv": "prompt,response\nq,caf\xe9\n",
+            ".json": '[{"prompt": "q", "response": "caf\xe9"}]',
+            ".jsonl": '{"prompt": "q", "response": "caf\xe9"}\n'}[suffix]
+    path.write_bytes(body.encode("latin-1"))
+    unit = "item 1" if suffix == ".json" else ("line 2" if suffix == ".csv" else "line 1")
+    with pytest.raises(RecordsError, match=rf"mine{suffix}, {unit}, field 'response': byte 0xe9 is not UTF-8"):
+        load_records(path, name=f"mine{suffix}")
+
+
+def test_legal_deeply_nested_json_in_an_unused_field_keeps_the_row(tmp_path: Path) -> None:
+    deep = "[" * 500 + "]" * 500
+    jsonl = tmp_path / "deep.jsonl"
+    jsonl.write_text('{"prompt": "p", "response": "r", "x": ' + deep + '}\n', encoding="utf-8")
+    [record] = load_records(jsonl).records
+    depth, value = 0, record.meta["x"]
+    while value:
+        depth, value = depth + 1, value[0]
+    assert depth == 499  # 500 brackets: 499 non-empty lists around the innermost empty one
+    as_list = tmp_path / "deep.json"
+    as_list.write_text('[{"prompt": "p", "response": "r", "x": ' + deep + '}]', encoding="utf-8")
+    assert load_records(as_list).records == [record]
+
+
+def test_json_nested_too_deeply_to_read_is_a_clear_error_naming_the_line(tmp_path: Path) -> None:
+    too_deep = '{"prompt": "p", "response": "r", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    jsonl = tmp_path / "deep.jsonl"
+    jsonl.write_text('{"prompt": "p", "response": "ok"}\n' + too_deep + "\n", encoding="utf-8")
+    result = load_records(jsonl, lenient=True)
+    assert [r.response for r in result.records] == ["ok"]
+    assert brief(result.issues) == [(2, None)] and "nested" in result.issues[0].message
+    as_list = tmp_path / "deep.json"
+    as_list.write_text('[\n{"prompt": "p", "response": "ok"},\n' + too_deep + "\n]", encoding="utf-8")
+    with pytest.raises(RecordsError, match=rf"{as_list}: nested more than \d+ levels deep at line 3"):
+        load_records(as_list)
+
+
+def test_lone_surrogates_are_rejected_at_load_naming_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"prompt": "p", "response": "half \\ud800 of a pair"}\n'
+                    '{"prompt": "p", "response": "fine \\ud83d\\ude00"}\n'
+                    '{"prompt": "p", "response": "r", "meta": {"k": ["\\udfff"]}}\n', encoding="utf-8")
+    result = load_records(path, lenient=True)
+    assert [r.response for r in result.records] == ["fine \U0001F600"]
+    assert brief(result.issues) == [(1, "response"), (3, "meta")]
+    assert "'\\ud800' is half of a surrogate pair" in result.issues[0].message
+    rows = records_from_rows([(4, {"prompt": "p", "response": "r", "\udc80key": 1})], file="mem", lenient=True)
+    assert rows.records == [] and "half of a surrogate pair" in rows.issues[0].message
+
+
+def test_skythought_row_without_responses_is_reported(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "sky.jsonl", [{"idx": 1, "question": "Q", "code": []},
+                                                 {"idx": 2, "question": "Q", "code": ["a"]}])
+    result = load_records(path, lenient=True)
+    assert [r.record_id for r in result.records] == ["2:0"]
+    assert issue_texts(result) == [f"{path}, line 1, field 'code': no responses (an empty list)"]
+
+
+def test_rows_without_ids_never_collide_with_explicit_ids(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "ids.jsonl", [
+        {"prompt": "p", "response": "no id, line 1"},
+        {"record_id": "1", "prompt": "p", "response": "explicit 1"},
+        {"record_id": "a", "question_id": "4", "prompt": "p", "response": "explicit a of question 4"},
+        {"prompt": "p", "response": "no id, line 4"},
+        {"question": "Q", "code": ["sky without idx, line 5"]},
+        {"record_id": "5:0", "prompt": "p", "response": "explicit 5:0"},
+        {"prompt": "p", "response": "no id, line 7"},
+        {"question_id": "8", "prompt": "p", "response": "no id, question 8, line 8"},
+        {"question_id": "q", "prompt": "p", "response": "no id, question q, line 9"},
+    ])
+    result = load_records(path)
+    got = {r.response: (r.record_id, r.question_id) for r in result.records}
+    assert len(got) == 9 and result.issues == []
+    assert got["no id, question 8, line 8"] == ("line-8", "8")  # "8" is an explicit (question) id
+    assert got["no id, question q, line 9"] == ("9", "q")
+    assert got["explicit 1"] == ("1", "1") and got["explicit 5:0"] == ("5:0", "5:0")
+    assert got["no id, line 7"] == ("7", "7")  # nothing to avoid: the line number, as before
+    explicit = {"1", "a", "4", "5:0"}
+    for text in ("no id, line 1", "no id, line 4", "sky without idx, line 5"):
+        assert not set(got[text]) & explicit, text  # neither its record id nor its question id
+    assert got["sky without idx, line 5"][0].endswith(":0")
+
+
+def test_genuine_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "dup.jsonl", [{"prompt": "p", "response": "no id"},
+                                                 {"record_id": 9, "prompt": "p", "response": "a"},
+                                                 {"record_id": "9", "prompt": "p", "response": "b"}])
+    result = load_records(path, lenient=True)
+    assert [r.response for r in result.records] == ["no id", "a"]
+    assert issue_texts(result) == [f"{path}, line 3, field 'record_id': duplicate record_id '9' (first on line 2)"]
+
+
+def test_duplicate_json_keys_are_an_error_naming_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "dup.jsonl"
+    path.write_text('{"prompt": "p", "response": "a", "response": "b"}\n'
+                    '{"prompt": "p", "response": "ok", "meta": {"k": 1, "k": 2}}\n'
+                    '{"prompt": "p", "response": "fine"}\n', encoding="utf-8")
+    result = load_records(path, lenient=True)
+    assert [r.response for r in result.records] == ["fine"]
+    assert issue_texts(result) == [f"{path}, line 1, field 'response': duplicate key 'response' in one object",
+                                   f"{path}, line 2, field 'meta': duplicate key 'k' in one object"]
+    as_list = tmp_path / "dup.json"
+    as_list.write_text('[{"prompt": "p", "response": "a", "prompt": "q"}]', encoding="utf-8")
+    with pytest.raises(RecordsError, match=rf"{as_list}, item 1, field 'prompt': duplicate key 'prompt'"):
+        load_records(as_list)
+
+
+def test_duplicate_csv_headers_are_an_error_naming_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("prompt,response,response\np,a,b\n", encoding="utf-8")
+    with pytest.raises(RecordsError) as info:
+        load_records(path)
+    assert issue_texts(info.value) == [f"{path}, line 1, field 'response': duplicate column name "
+                                       "'response' (columns 2 and 3)"]
+
+
+def test_parquet_binary_timestamp_date_and_decimal_columns_map_to_plain_values(tmp_path: Path) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({
+        "prompt": ["p", "p"], "response": pa.array([b"text as bytes", b"r"], pa.binary()),
+        "blob": pa.array([b"\x00\xff", b"ok"], pa.binary()),
+        "at": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), None], pa.timestamp("us")),
+        "at_ns": pa.array([1, 2], pa.timestamp("ns", tz="UTC")),
+        "day": pa.array([dt.date(2024, 1, 2), dt.date(1999, 12, 31)]),
+        "price": pa.array([Decimal("1.50"), Decimal("-2.25")], pa.decimal128(5, 2)),
+        "count": pa.array([Decimal("12345678901234567890"), Decimal("0")], pa.decimal128(38, 0)),
+        "took": pa.array([1500, 0], pa.duration("ms")),
+    }), path)
+    first, second = load_records(path).records
+    assert first.response == "text as bytes"  # binary that holds UTF-8 text is that text
+    assert first.meta == {"blob": "base64:AP8=", "at": "2024-01-02T03:04:05",
+                          "at_ns": "1970-01-01T00:00:00.000000001+00:00", "day": "2024-01-02",
+                          "price": 1.5, "count": 12345678901234567890, "took": 1.5}
+    assert second.meta["at"] is None and second.meta["price"] == -2.25 and second.meta["blob"] == "ok"
+    bad = tmp_path / "binary_prompt.parquet"
+    pq.write_table(pa.table({"prompt": pa.array([b"\xff\xfe"], pa.binary()), "response": ["r"]}), bad)
+    result = load_records(bad, lenient=True)
+    assert result.records == [] and issue_texts(result) == [
+        f"{bad}, row 1, field 'prompt': expected a string, got binary data (2 bytes, not UTF-8 text)"]
+
+
+def test_a_file_that_is_not_parquet_is_a_whole_file_issue(tmp_path: Path) -> None:
+    path = tmp_path / "fake.parquet"
+    path.write_bytes(b'{"prompt": "p", "response": "r"}\n')
+    result = load_records(path, lenient=True, name="fake.parquet")
+    assert result.records == [] and [(i.file, i.line) for i in result.issues] == [("fake.parquet", 0)]
+    assert result.issues[0].message.startswith("not a readable Parquet file")
+    with pytest.raises(RecordsError, match="fake.parquet: not a readable Parquet file"):
+        load_records(path, name="fake.parquet")
+
+
+def test_duplicate_parquet_column_names_are_an_error(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["p"]), pa.array(["a"]), pa.array(["b"])],
+                                        names=["prompt", "response", "response"]), path)
+    with pytest.raises(RecordsError, match=rf"{path}, field 'response': duplicate column name 'response'"):
+        load_records(path)
+
+
+def test_an_unterminated_csv_quote_loses_only_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text('prompt,response\np,"never closed\nq,good one\nr,"quoted, fine"\ns,"bad"x\nt,last\n',
+                    encoding="utf-8")
+    result = load_records(path, lenient=True)
+    assert [(r.record_id, r.response) for r in result.records] == [
+        ("3", "good one"), ("4", "quoted, fine"), ("6", "last")]
+    assert brief(result.issues) == [(2, None), (5, None)]
+    assert "quote" in result.issues[0].message
+
+
+def test_write_jsonl_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    from rdpt_core.records import write_jsonl as write_rows
+
+    path = tmp_path / "out.jsonl"
+    assert write_rows([{"a": 1}], path) == 1
+
+    def rows_then_failure():
+        yield {"a": 2}
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_rows(rows_then_failure(), path)
+    assert path.read_text(encoding="utf-8") == '{"a": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_peek_columns_says_why_when_no_row_can_be_read(tmp_path: Path) -> None:
+    from rdpt_core.records import peek_columns
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"prompt": "p",', encoding="utf-8")
+    with pytest.raises(RecordsError, match=rf"{broken}: invalid JSON at line 1"):
+        peek_columns(broken)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(RecordsError, match=rf"{empty}: no rows to read: the file is empty"):
+        peek_columns(empty)
+    with pytest.raises(ValueError, match="unknown format 'xml'"):
+        peek_columns(empty, fmt="xml")
+
+
+def test_a_csv_header_that_is_not_utf8_is_one_clear_issue(tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_bytes(b"prompt,r\xe9ponse\np,r\n")
+    with pytest.raises(RecordsError) as info:
+        load_records(path)
+    assert issue_texts(info.value) == [
+        f"{path}, line 1: column name 'r\\udce9ponse': byte 0xe9 is not UTF-8 text (or '\\udce9' is half "
+        "of a surrogate pair); save the file as UTF-8"]

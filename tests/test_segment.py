@@ -120,3 +120,39 @@ def test_spans_always_tile_the_response(parts, segmenter):
     assert pos == len(response)
     if response and not response.isspace():
         assert not any(a.text.isspace() for a in acts)
+
+
+def _seconds(fn, *args, repeat=3):
+    """Best of a few runs: robust to a busy machine."""
+    import time
+
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_paragraph_segmenter_is_linear_in_runs_of_blank_lines():
+    # issue 12: each blank line walked back over the whole run before it (32k newlines: 13 s).
+    # The baseline is ordinary text of the same length with as many paragraph cuts, timed here.
+    n = 40_000
+    blank_run = "Start." + "\n" * n + "End."
+    ordinary = "Ab.\n\n" * (n // 5) + "x" * (len(blank_run) - 5 * (n // 5))
+    assert len(ordinary) == len(blank_run)
+    baseline = _seconds(segment, ordinary, [], "paragraph")
+    runs = _seconds(segment, blank_run, [], "paragraph", repeat=1)
+    assert runs < 20 * baseline + 0.5, (runs, baseline)
+    assert [a.text for a in segment(blank_run, [], "paragraph")] == ["Start.", "\n" * n + "End."]
+
+
+def test_spacy_segmenter_accepts_lone_surrogates():
+    # found by tests/test_fuzz_segment.py: spaCy raised UnicodeEncodeError on "\ud800"
+    text = "One.\ud800 Two. \udce9Three."
+    acts = segment(text, [], "spacy")
+    assert "".join(a.text for a in acts) == text
+    # spaCy reads each lone surrogate as U+FFFD (one character for one: the spans stay right)
+    replaced = [(a.start, a.end) for a in segment(text.replace("\ud800", "\ufffd").replace("\udce9", "\ufffd"),
+                                                   [], "spacy")]
+    assert [(a.start, a.end) for a in acts] == replaced and len(acts) > 1
