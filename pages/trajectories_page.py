@@ -18,6 +18,7 @@ from rdpt_app.widgets import issue_report
 from rdpt_core.answers import check_answer
 from rdpt_core.backends.base import SamplingSettings
 from rdpt_core.models import PROJECT_ROOT
+from rdpt_core.render import escape_markdown as md
 from rdpt_core.records import (
     EXTENSIONS, REQUIRED_FIELDS, ColumnMapping, Record, RecordsError, guess_mapping, load_records,
     mapping_problems, peek_columns,
@@ -76,26 +77,27 @@ def load_upload(path: Path, name: str, layout: str, mapping: ColumnMapping | Non
     try:
         result = load_records(path, layout=layout, mapping=mapping, lenient=True, name=name)
     except Exception as err:  # any failure of the loader (lenient: bad rows are issues): nothing changes
-        st.error(f"{failure(name, path, err)}. The working dataset is unchanged.")
+        st.error(f"{md(failure(name, path, err))}. The working dataset is unchanged.")
         return
     if result.issues:
         issue_report(result.issues)
     if not result.records:
-        st.error(f"No record could be read from {name}; the working dataset is unchanged.")
+        st.error(f"No record could be read from {md(name)}; the working dataset is unchanged.")
         return
     previous, where = ss.dataset_name, "Examples" if is_builtin() else "Saved datasets"
     if as_new:
         new_dataset(f"Upload: {name}", result.records, origins=result.origins)
-        st.success(f"Loaded {len(result.records)} records from {name} into a new dataset, saved in your "
+        st.success(f"Loaded {len(result.records)} records from {md(name)} into a new dataset, saved in your "
                    f"workspace. The previous one, {previous!r}, is still under {where}.")
     else:
         added = add_records(result.records, result.origins)
         skipped = len(result.records) - added
-        st.success(f"Added {added} records from {name} to {ss.dataset_name!r}"
+        st.success(f"Added {added} records from {md(name)} to {md(repr(ss.dataset_name))}"
                    + (f"; {skipped} whose record_id was already there were skipped." if skipped else "."))
 
 
-st.caption(f"Working dataset: **{ss.dataset_name}** — {len(ss.records)} records, {len(record_ids_scored())} scored"
+st.caption(f"Working dataset: **{md(ss.dataset_name)}** — {len(ss.records)} records, "
+           f"{len(record_ids_scored())} scored"
            + (" (built in: your changes make a copy of your own)." if is_builtin() else " (saved in your workspace)."))
 paste, upload, examples, saved, generate = st.tabs(["Paste", "Upload", "Examples", "Saved datasets", "Generate"])
 
@@ -111,7 +113,7 @@ with paste:
             rid = f"pasted-{n}"
             add_records([Record(rid, rid, prompt, response, CORRECT[verdict], "pasted")])
             ss.record_id = rid
-            st.success(f"Added {rid} to {ss.dataset_name!r}. Score and explore it on the Response explorer page.")
+            st.success(f"Added {rid} to {md(repr(ss.dataset_name))}. Score and explore it on the Response explorer page.")
 
 with upload:
     file = st.file_uploader("JSONL, JSON, CSV or Parquet", type=[ext.lstrip(".") for ext in EXTENSIONS])
@@ -128,14 +130,14 @@ with upload:
             columns = peek_columns(tmp, name=file.name)
         except Exception as err:  # unreadable file, full disk...: say so, load nothing
             columns = None
-            st.error(f"{failure(file.name, tmp, err)}. Nothing was loaded.")
+            st.error(f"{md(failure(file.name, tmp, err))}. Nothing was loaded.")
         if columns is not None:
             mapping, problems = None, []
             structured = any(keys <= set(columns) for keys in STRUCTURED)
             if layout == "flat" or (layout == "auto" and not structured):
                 mapping, problems = mapping_section(columns, digest)
                 for problem in problems:
-                    st.error(f"{file.name}: {problem}.")
+                    st.error(f"{md(file.name)}: {md(problem)}.")
             as_new = st.radio("Load as", ["a new dataset", "records added to the working dataset"],
                               horizontal=True, key=f"up_mode_{digest}") == "a new dataset"
             if st.button("Load this file", key="up_load", type="primary", disabled=bool(problems)):
@@ -148,7 +150,7 @@ with examples:
     st.caption(f"{describe(entry.path)} · {'scored: explore it at once' if entry.scored else 'not scored'}")
     if st.button("Use this dataset", key="ex_use"):
         open_dataset(chosen_id)
-        st.success(f"Now working on: {ss.dataset_name} ({len(ss.records)} records)")
+        st.success(f"Now working on: {md(ss.dataset_name)} ({len(ss.records)} records)")
 
 with saved:
     entries = workspace().saved()
@@ -163,13 +165,13 @@ with saved:
         c1, c2 = st.columns(2)
         if c1.button("Open", key="ws_open"):
             open_dataset(pick)
-            st.success(f"Now working on: {ss.dataset_name} ({len(ss.records)} records)")
+            st.success(f"Now working on: {md(ss.dataset_name)} ({len(ss.records)} records)")
         confirm = c2.checkbox("Yes, delete it for good", key="ws_confirm")
         if c2.button("Delete", key="ws_delete", disabled=not confirm):
             workspace().delete(pick)
             if ss.dataset_id == pick:
                 open_dataset("demo")
-            st.success(f"Deleted {names[pick]}.")
+            st.success(f"Deleted {md(names[pick])}.")
             st.rerun()
 
 with generate:
@@ -242,7 +244,7 @@ def job_panel() -> None:
         st.info(f"Cancelled after {p.records_done} record-model pairs; they are in the token cache. "
                 "Start the job again to resume.")
     elif p.state == "failed":
-        st.error(f"Scoring failed: {p.error}")
+        st.error(f"Scoring failed: {md(p.error)}")
 
 
 job_panel()
