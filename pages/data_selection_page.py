@@ -9,10 +9,31 @@ from rdpt_app.widgets import chart, download
 from rdpt_core.charts import agreement_chart, selection_chart
 from rdpt_core.records import jsonl_lines
 from rdpt_core.report import build_report
+from rdpt_core.scoring import ScoredCorpus
 from rdpt_core.selection import (
-    STRATEGIES, agreement, export_rows, has_candidates, kept_per_question, picks_by_strategy, response_features,
-    strategy_summary,
+    STRATEGIES, agreement, box_plot_points, export_rows, has_candidates, kept_per_question, picks_by_strategy,
+    response_features, strategy_summary,
 )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def candidate_features(key: str, _corpus: ScoredCorpus, segmenter: str, beta: float) -> dict:
+    """Per response features at β, and whether any question has several responses, for one
+    corpus (``key``) and segmenter. Cached: a step back to a β already shown costs a lookup."""
+    table = actions_of(key, _corpus, segmenter)
+    return {"candidates": has_candidates(table), "features": response_features(table, beta)}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def strategy_views(key: str, _corpus: ScoredCorpus, segmenter: str, beta: float, seed: int) -> dict:
+    """Every strategy's picks (each view below reads them) and the small tables and charts drawn
+    from them. The box plots are drawn from five rows per strategy, not one per pick (the same
+    plots: :func:`box_plot_points`)."""
+    stacked = picks_by_strategy(candidate_features(key, _corpus, segmenter, beta)["features"], seed=seed)
+    return {"stacked": stacked, "selection_chart": selection_chart(box_plot_points(stacked)),
+            "summary": strategy_summary(stacked), "kept": kept_per_question(stacked),
+            "agreement_chart": agreement_chart(agreement(stacked))}
+
 
 st.title("Teacher-guided data selection")
 ss = st.session_state
@@ -39,9 +60,10 @@ else:
         st.stop()
 
 now = settings()
-table = actions_of(corpus_key(corpus), corpus, now.segmenter)
-features = response_features(table, now.beta)
-if not has_candidates(table):
+key = corpus_key(corpus)  # reads every token score: once per run
+candidates = candidate_features(key, corpus, now.segmenter, now.beta)
+features = candidates["features"]
+if not candidates["candidates"]:
     st.warning("Every question has a single response, so every strategy keeps all of them. Selection "
                "needs several responses per question (the same question_id).")
 
@@ -49,7 +71,8 @@ c1, c2 = st.columns([3, 1])
 strategy = c1.selectbox("Strategy", STRATEGIES, key="sel_strategy",
                         format_func=lambda s: f"{s} — {STRATEGY_HELP[s]}")
 seed = int(c2.number_input("Seed (random)", 0, 2**31 - 1, 0, key="sel_seed"))
-stacked = picks_by_strategy(features, seed=seed)  # every strategy's picks: each view below reads them
+views = strategy_views(key, corpus, now.segmenter, now.beta, seed)
+stacked = views["stacked"]
 picked = stacked[stacked.strategy == strategy].drop(columns="strategy").reset_index(drop=True)
 m = st.columns(4)
 m[0].metric("Questions", features.question_id.nunique())
@@ -65,13 +88,12 @@ picks_tab, compare_tab, agree_tab, all_tab = st.tabs(["Picks", "Strategies compa
 with picks_tab:
     st.dataframe(picked, hide_index=True)
 with compare_tab:
-    chart(selection_chart(stacked), "selection")
-    st.dataframe(strategy_summary(stacked))
+    chart(views["selection_chart"], "selection")
+    st.dataframe(views["summary"])
     st.markdown("**What each strategy kept, per question**")
-    st.dataframe(kept_per_question(stacked))
+    st.dataframe(views["kept"])
 with agree_tab:
-    matrix = agreement(stacked)
-    chart(agreement_chart(matrix), "agreement")
+    chart(views["agreement_chart"], "agreement")
     st.caption("Share of questions on which two strategies keep the same response.")
 with all_tab:
     st.dataframe(features, hide_index=True)

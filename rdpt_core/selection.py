@@ -89,6 +89,21 @@ def picks_by_strategy(features: pd.DataFrame, strategies=STRATEGIES, seed: int =
     return pd.concat([select(features, s, seed).assign(strategy=s) for s in strategies], ignore_index=True)
 
 
+BOX_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)  # min, Q1, median, Q3, max
+
+
+def box_plot_points(picks: pd.DataFrame, columns: tuple[str, ...] = ("n_tokens", "teacher_share")) -> pd.DataFrame:
+    """Per strategy (order of appearance), five rows: the min, Q1, median, Q3 and max of each of
+    ``columns`` over its picks (NaN left out), with a ``strategy`` column.
+
+    A min–max box plot of these rows is the box plot of every pick: Vega-Lite's quartiles
+    interpolate linearly between order statistics, as pandas' do, and the quartiles of five
+    sorted values are the 2nd, 3rd and 4th. So the selection chart embeds 5 rows per strategy
+    instead of one per question (on 10,000 responses, 15,000 rows took seconds to embed)."""
+    points = picks.groupby("strategy", sort=False)[list(columns)].quantile(list(BOX_QUANTILES))
+    return points.reset_index(level="strategy").reset_index(drop=True)
+
+
 SCORE_COLUMNS = ("n_teacher", "teacher_share", "n_actions", "n_tokens", "student_mean_logp")
 
 

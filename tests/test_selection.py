@@ -1,9 +1,12 @@
 """Selection strategies against hand computations on a small constructed table."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from rdpt_core.selection import agreement, picks_by_strategy, response_features, select
 
@@ -152,3 +155,78 @@ def test_strategies_on_real_lab_teacher_data_match_plain_forward_passes(smollm2_
     # the tie rule is exercised: some question has several answers with its best Teacher count
     counts = [[f["n_teacher"] for f in want.values() if f["question_id"] == q] for q in LAB_QUESTIONS]
     assert any(c.count(max(c)) > 1 for c in counts)
+
+
+# ---- load (issue 12): the Data selection page on 10,000 responses -------------------------------
+def random_features(n_questions: int, per_question: int, seed: int = 0) -> pd.DataFrame:
+    """:func:`response_features`-shaped rows, some with no scored action (NaN share)."""
+    rng = np.random.default_rng(seed)
+    n = n_questions * per_question
+    return pd.DataFrame({
+        "record_id": [f"r{i}" for i in range(n)], "question_id": [f"q{i // per_question}" for i in range(n)],
+        "n_teacher": rng.integers(0, 30, n), "n_scored": 30, "n_actions": 30, "n_tokens": rng.integers(50, 4000, n),
+        "teacher_share": np.where(rng.random(n) < 0.05, np.nan, rng.random(n)),
+        "student_mean_logp": rng.normal(-1.0, 0.3, n),
+    })
+
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
+
+
+def test_box_plot_points_draw_the_same_box_plots_as_every_pick():
+    """Five rows per strategy, and the selection chart drawn from them is the chart drawn from
+    every pick (vl-convert renders both): the same SVG, every coordinate equal to ~1e-12 (Vega's
+    quartile and pandas' round the same interpolation differently in the last bit)."""
+    from rdpt_core.charts import chart_svg, selection_chart
+    from rdpt_core.selection import box_plot_points
+
+    picks = picks_by_strategy(random_features(200, 4))
+    points = box_plot_points(picks)
+    assert points["strategy"].tolist() == [s for s in STRATEGIES for _ in range(5)]
+    few, every = chart_svg(selection_chart(points)), chart_svg(selection_chart(picks))
+    assert NUMBER.sub("#", few) == NUMBER.sub("#", every)
+    numbers = [np.array(NUMBER.findall(svg), dtype=float) for svg in (few, every)]
+    np.testing.assert_allclose(numbers[0], numbers[1], rtol=1e-12, atol=1e-9)
+
+
+def test_data_selection_page_embeds_box_plot_points_and_caches_by_beta(monkeypatch):
+    """The page's box-plot chart carries 5 rows per strategy, not one per question and strategy,
+    and a step back to a β already shown recomputes no features."""
+    import pyarrow as pa
+    from streamlit.testing.v1 import AppTest
+
+    import rdpt_core.selection as selection
+    from conftest import REPO
+
+    calls = []
+    original = selection.response_features
+    monkeypatch.setattr(selection, "response_features", lambda *a, **k: calls.append(a[1:]) or original(*a, **k))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/data_selection_page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    box = next(c for c in at.get("vega_lite_chart") if '"boxplot"' in c.proto.spec)
+    assert [pa.ipc.open_stream(d.data.data).read_all().num_rows for d in box.proto.datasets] == [5 * len(STRATEGIES)]
+    at.slider(key="w_beta").set_value(0.13).run()
+    calls.clear()
+    at.slider(key="w_beta").set_value(0.1).run()
+    assert not at.exception and calls == []
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(hst.lists(hst.tuples(hst.sampled_from(["a", "b", "c"]), hst.integers(0, 5000),
+                            hst.one_of(hst.none(), hst.floats(0, 1))), min_size=1, max_size=40))
+def test_box_plot_points_are_each_strategys_quantiles(rows):
+    """Any picks (strategies in any order, NaN shares, a strategy of one pick or of NaN only):
+    five rows per strategy in order of appearance, each column's linear quantiles (NaN left out)."""
+    from rdpt_core.selection import BOX_QUANTILES, box_plot_points
+
+    picks = pd.DataFrame(rows, columns=["strategy", "n_tokens", "teacher_share"]).astype({"teacher_share": float})
+    points = box_plot_points(picks)
+    order = list(dict.fromkeys(picks["strategy"]))
+    assert points["strategy"].tolist() == [s for s in order for _ in BOX_QUANTILES]
+    for strategy in order:
+        mine = points[points["strategy"] == strategy]
+        for column in ("n_tokens", "teacher_share"):
+            values = picks.loc[picks["strategy"] == strategy, column].dropna().to_numpy(float)
+            want = np.quantile(values, BOX_QUANTILES) if len(values) else np.full(len(BOX_QUANTILES), np.nan)
+            np.testing.assert_allclose(mine[column].to_numpy(float), want, rtol=1e-12, atol=1e-12)

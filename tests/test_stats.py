@@ -1,10 +1,13 @@
 """rdpt_core.stats against hand computations on small constructed tables."""
 
 import math
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from rdpt_core import stats
 
@@ -180,3 +183,112 @@ def test_mean_probability_curves():
     assert out["enough"].to_dict() == {(0, "teacher"): True, (0, "student"): False, (1, "teacher"): False,
                                        (1, "student"): False}
     assert stats.thin_positions_note(out.reset_index(), 2).endswith("at positions 0–1.")
+
+
+# ---- load (issue 12): the corpus page on 10,000 responses ---------------------------------------
+def random_classified(n_responses: int, max_actions: int, seed: int = 0) -> pd.DataFrame:
+    """A classified action table: 1..max_actions actions per response, every class and Unscored,
+    correct / incorrect / unknown responses."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, max_actions + 1, n_responses)
+    record = np.repeat(np.arange(n_responses), sizes)
+    verdict = rng.choice(np.array([True, False, None], dtype=object), n_responses, p=[0.5, 0.4, 0.1])
+    return pd.DataFrame({
+        "record_id": pd.Series(record).map("r{:05d}".format),
+        "action_index": np.concatenate([np.arange(s) for s in sizes]),
+        "correct": pd.array(verdict[record], dtype="boolean"),
+        "cls": rng.choice(["Shared", "Teacher", "Student", "Boosted", "Unscored"], len(record),
+                          p=[0.3, 0.25, 0.2, 0.2, 0.05]),
+    })
+
+
+def test_response_proportions_equal_a_crosstab_of_the_scored_actions():
+    table = random_classified(400, 12, seed=3)
+    table.loc[table["record_id"] == "r00007", "cls"] = "Unscored"  # a response with no scored action
+    scored = table[table["cls"] != "Unscored"]
+    want = pd.crosstab(scored["record_id"], scored["cls"], normalize="index")  # pandas' own, independent
+    pd.testing.assert_frame_equal(stats.response_proportions(table), want, check_exact=True)
+    assert "r00007" not in stats.response_proportions(table).index
+
+
+def _best_time(run, repeats: int = 3) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_response_proportions_cost_about_one_groupby_on_10k_responses():
+    """The corpus page recomputes per-response shares on every α/β step: they must be one
+    vectorised pass, not a Python loop over responses. Timed against one groupby over the same
+    table (a ratio, so a busy machine slows both)."""
+    table = random_classified(10_000, 40)
+    reference = _best_time(lambda: table.groupby(["record_id", "cls"]).size())
+    shares = _best_time(lambda: stats.response_proportions(table))
+    assert shares < 4 * reference, f"response_proportions {shares:.3f} s vs one groupby {reference:.3f} s"
+
+
+def test_corpus_page_keys_the_corpus_once_per_run_and_caches_by_alpha_beta(monkeypatch):
+    """The corpus key reads every token score (~0.5 s on 10,000 responses): one per rerun. A step
+    back to an (α, β) already shown recomputes no statistic."""
+    from streamlit.testing.v1 import AppTest
+
+    import rdpt_app.loaders as loaders
+    import rdpt_app.state as state
+    from conftest import REPO
+
+    keys, tests = [], []
+    original_key, original_test = loaders.corpus_key, stats.correct_vs_incorrect
+
+    def counted_key(corpus):
+        keys.append(1)
+        return original_key(corpus)
+
+    for module in (loaders, state):  # state imported the name: patch its binding too
+        monkeypatch.setattr(module, "corpus_key", counted_key)
+    monkeypatch.setattr(stats, "correct_vs_incorrect", lambda *a, **k: tests.append(1) or original_test(*a, **k))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/corpus_page.py").run()
+    keys.clear()
+    at.slider(key="w_beta").set_value(0.13).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(keys) == 1
+    tests.clear()
+    at.slider(key="w_beta").set_value(0.1).run()
+    assert not at.exception and tests == []
+
+
+CLASS_NAMES = ["Shared", "Teacher", "Student", "Boosted", "Unscored"]
+responses_strategy = hst.lists(  # (record_id, verdict, classes of its actions)
+    hst.tuples(hst.sampled_from([True, False, None]), hst.lists(hst.sampled_from(CLASS_NAMES), min_size=1,
+                                                                max_size=8)),
+    min_size=1, max_size=25,
+).map(lambda rows: [(f"r{i:02d}", ok, classes) for i, (ok, classes) in enumerate(rows)])
+
+
+@settings(derandomize=True, max_examples=50, deadline=None)
+@given(responses_strategy)
+def test_response_level_statistics_match_plain_loops(responses):
+    """Any corpus (unknown verdicts, all-Unscored responses, missing classes): the vectorised
+    shares equal pandas' crosstab, and correct_vs_incorrect's groups, means and U equal a plain
+    loop over responses with scipy's test."""
+    from scipy.stats import mannwhitneyu
+
+    table = corpus_from(responses)
+    scored = table[table["cls"] != "Unscored"]
+    want = pd.crosstab(scored["record_id"], scored["cls"], normalize="index")
+    pd.testing.assert_frame_equal(stats.response_proportions(table), want, check_exact=True)
+    out = stats.correct_vs_incorrect(table, min_responses=1).set_index("cls")
+    assert list(out.index) == sorted(set(scored["cls"]))
+    for cls in out.index:
+        x, y = expected_shares(responses, cls)
+        row = out.loc[cls]
+        assert (row["responses_correct"], row["responses_incorrect"]) == (len(x), len(y))
+        if x:
+            assert row["mean_share_correct_responses"] == pytest.approx(sum(x) / len(x))
+        if x and y:
+            assert row["mann_whitney_u"] == pytest.approx(mannwhitneyu(x, y, alternative="two-sided").statistic)
+        else:  # a group without responses: no test, and the note says so
+            assert math.isnan(row["p_value"]) and row["note"].startswith("no test: 0 ")
