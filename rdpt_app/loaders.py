@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,35 @@ def sources_demo() -> tuple[pd.DataFrame, str]:
     return table, str(table.attrs.get("reference", "reference model"))
 
 
+# corpus object -> its content key, computed once per object: hashing every token of a 10k-response
+# corpus costs ~0.5 s, too much for every slider step. Corpora are never changed in place (merging
+# and re-scoring build new objects), so an object's key cannot go stale.
+# (keyed by id: a dataclass with value equality is not hashable; the weak reference tells a live
+# object from a dead one whose id was reused)
+_CONTENT_KEYS: dict[int, tuple[weakref.ref[ScoredCorpus], str]] = {}
+_CONTENT_KEYS_LOCK = threading.Lock()
+
+
 def corpus_key(corpus: ScoredCorpus) -> str:
+    """:func:`content_key` of the corpus, remembered for as long as the object lives."""
+    with _CONTENT_KEYS_LOCK:
+        known = _CONTENT_KEYS.get(id(corpus))
+    if known is not None and known[0]() is corpus:
+        return known[1]
+    key = content_key(corpus)
+    with _CONTENT_KEYS_LOCK:
+        _CONTENT_KEYS[id(corpus)] = (weakref.ref(corpus, _forget(id(corpus))), key)
+    return key
+
+
+def _forget(object_id: int):
+    def drop(_: object) -> None:
+        with _CONTENT_KEYS_LOCK:
+            _CONTENT_KEYS.pop(object_id, None)
+    return drop
+
+
+def content_key(corpus: ScoredCorpus) -> str:
     """Identity of a corpus's content for the derived-table caches, which every session shares:
     each role's label and fingerprint (the scoring settings), the markers, every record field a
     table shows, and every token score in full. A sum per record would miss a change that

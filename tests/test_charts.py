@@ -344,3 +344,23 @@ def test_small_corpus_charts_label_each_action_index_once():
         texts = svg_texts(chart)
         ticks = texts[:texts.index("action index")]
         assert ticks == ["0", "1", "2"], ticks
+
+
+def test_chart_builders_leave_altairs_debug_mode_as_they_found_it_and_specs_still_validate():
+    """Builders skip Altair's per-object validation (slow on big inline data) only while they
+    run; the finished spec is still validated by ``to_dict``."""
+    import altair.utils.schemapi as schemapi
+
+    from rdpt_core import charts
+
+    before = schemapi.DEBUG_MODE
+    table = pd.DataFrame({"record_id": ["r"] * 3, "action_index": [0, 1, 2], "text": ["a", "b", "c"],
+                          "cls": ["Teacher", "Student", "Shared"], "p_teacher": [0.9, 0.1, 0.5],
+                          "p_student": [0.1, 0.9, 0.5], "p_distilled": [0.8, 0.7, 0.6]})
+    chart = charts.response_chart(table)
+    assert schemapi.DEBUG_MODE == before
+    chart.to_dict(validate=True)  # raises on an invalid spec
+    broken = chart.copy()
+    broken.layer[0].mark = "no-such-mark"
+    with pytest.raises(Exception):
+        broken.to_dict(validate=True)

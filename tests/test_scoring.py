@@ -313,3 +313,22 @@ def test_the_apps_shared_backend_is_keyed_on_the_checkpoints_files_too(tmp_path)
     assert spec_key(spec) == before
     (tmp_path / "model.safetensors").write_bytes(b"b" * 100)
     assert spec_key(spec) != before
+
+
+def test_corpus_key_hashes_each_corpus_object_once_and_forgets_it_when_it_dies(monkeypatch):
+    """Hashing every token of a big corpus on each slider step made the pages slow: the key is
+    remembered per object (corpora are never changed in place), and only while it lives."""
+    import gc
+
+    from rdpt_app import loaders
+
+    hashed = []
+    content_key = loaders.content_key
+    monkeypatch.setattr(loaders, "content_key", lambda c: hashed.append(id(c)) or content_key(c))
+    corpus, twin = _corpus([np.log(0.5), np.log(0.25)]), _corpus([np.log(0.5), np.log(0.25)])
+    assert loaders.corpus_key(corpus) == loaders.corpus_key(corpus) == loaders.corpus_key(twin)
+    assert hashed == [id(corpus), id(twin)]  # once per object; equal content, equal key
+    gone = id(twin)
+    del twin
+    gc.collect()
+    assert gone not in loaders._CONTENT_KEYS and id(corpus) in loaders._CONTENT_KEYS
