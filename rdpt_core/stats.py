@@ -155,7 +155,8 @@ def beta_overlaps(table: pd.DataFrame, alpha: float, betas: Sequence[float], bin
 
 def suggest_beta(overlaps: pd.DataFrame) -> float | None:
     """The β whose two most frequent classes overlap least (ties: the smaller β)."""
-    top = overlaps[overlaps["top_pair"]].sort_values(["overlap", "beta"])
+    # astype(bool): an empty table's object-dtype column would index columns, not rows
+    top = overlaps[overlaps["top_pair"].astype(bool)].sort_values(["overlap", "beta"])
     return None if top.empty else float(top["beta"].iloc[0])
 
 

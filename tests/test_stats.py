@@ -292,3 +292,12 @@ def test_response_level_statistics_match_plain_loops(responses):
             assert row["mann_whitney_u"] == pytest.approx(mannwhitneyu(x, y, alternative="two-sided").statistic)
         else:  # a group without responses: no test, and the note says so
             assert math.isnan(row["p_value"]) and row["note"].startswith("no test: 0 ")
+
+
+def test_suggest_beta_on_a_table_with_no_class_pair_is_none():
+    """One class (or no scored action) at every β gives no pair to compare: no suggestion,
+    not a KeyError."""
+    from rdpt_core.stats import suggest_beta
+
+    empty = pd.DataFrame({"beta": [], "class_a": [], "class_b": [], "overlap": [], "top_pair": []}, dtype=object)
+    assert suggest_beta(empty) is None
