@@ -35,9 +35,9 @@ def corpus_views(key: str, _corpus: ScoredCorpus, segmenter: str, alpha: float, 
         "n_responses": table["record_id"].nunique(), "n_actions": len(table), "curves": curves, "means": means,
         "correct_vs_incorrect": stats.correct_vs_incorrect(table, column), "mix": mix,
         "curves_chart": None if curves.empty else position_chart(curves, stats.token_marks(table, token_step),
-                                                                 x_domain=x_domain),
-        "counts_chart": None if curves.empty else counts_chart(curves, x_domain=x_domain),
-        "means_chart": None if means.empty else mean_probability_chart(means, x_domain=x_domain),
+                                                                 x_domain=x_domain, min_n=min_n),
+        "counts_chart": None if curves.empty else counts_chart(curves, x_domain=x_domain, min_n=min_n),
+        "means_chart": None if means.empty else mean_probability_chart(means, x_domain=x_domain, min_n=min_n),
         "mix_chart": behaviour_chart(mix),
     }
 

@@ -224,6 +224,14 @@ def test_corpus_page_curves_follow_beta():
     assert set(summary["cls"]) <= {"Shared", "Teacher", "Student", "Boosted"}
 
 
+def test_corpus_page_charts_name_the_min_n_below_which_positions_fade():
+    at = page("corpus").run()
+    at.number_input(key="corpus_min_n").set_value(37).run()
+    assert not at.exception
+    specs = " ".join(c.proto.spec for c in at.get("vega_lite_chart"))
+    assert "fewer than 37 responses: faded" in specs  # the legend of the faded, thin positions
+
+
 def test_beta_tuning_page_suggests_and_applies_a_beta():
     from rdpt_core import stats
 
