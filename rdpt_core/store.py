@@ -4,11 +4,23 @@ A corpus directory holds ``records.jsonl`` (the records), ``tokens.parquet`` (on
 response token per role: ``role, record_id, token_index, token_id, start, end, logprob,
 truncated, straddle``) and ``corpus.json`` (markers and model labels). From these the action
 table of any segmenter is rebuilt without a model.
+
+Every output goes through :func:`atomic_path`: written under a temporary name beside its target
+and renamed onto it only when complete, so a reader (or a killed run) finds the old complete
+output, the new complete output or nothing, never half of one. Tables (the action table and
+the CLI's other tables) are Parquet or CSV, chosen by the file's extension
+(:func:`write_table`, :func:`read_table`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +30,9 @@ from .backends.base import TokenScores
 from .records import load_records, write_records_jsonl
 from .scoring import ScoredCorpus
 
+TABLE_SUFFIXES = (".parquet", ".csv")
+# Text columns of the action table: CSV keeps them as text ("NA", "1" or "" are answers, not missing)
+TEXT_COLUMNS = ("record_id", "question_id", "text", "kind", "source")
 TOKEN_COLUMNS = ["role", "record_id", "token_index", "token_id", "start", "end", "logprob", "truncated", "straddle"]
 
 
@@ -49,12 +64,13 @@ def tokens_from_frame(frame: pd.DataFrame) -> dict[str, dict[str, TokenScores]]:
 
 
 def save_corpus(corpus: ScoredCorpus, directory: str | Path) -> None:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_records_jsonl(corpus.records, directory / "records.jsonl")
-    tokens_to_frame(corpus.tokens).to_parquet(directory / "tokens.parquet", index=False)
-    meta = {"markers": list(corpus.markers), "models": corpus.models}
-    (directory / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
+    """Write the corpus as a new directory that replaces ``directory`` whole (atomically)."""
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        write_records_jsonl(corpus.records, tmp / "records.jsonl")
+        tokens_to_frame(corpus.tokens).to_parquet(tmp / "tokens.parquet", index=False)
+        meta = {"markers": list(corpus.markers), "models": corpus.models}
+        (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def load_corpus(directory: str | Path) -> ScoredCorpus:
@@ -63,3 +79,193 @@ def load_corpus(directory: str | Path) -> ScoredCorpus:
     records = load_records(directory / "records.jsonl").records
     tokens = tokens_from_frame(pd.read_parquet(directory / "tokens.parquet"))
     return ScoredCorpus(records, tokens, tuple(meta["markers"]), meta["models"])
+
+
+# ---- atomic outputs ---------------------------------------------------------------------------
+def _leftover_pattern(target: Path) -> re.Pattern[str]:
+    """Names :func:`atomic_path` gives its temporaries and set-aside old directories."""
+    return re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]{{8}}")
+
+
+def _sibling(target: Path, kind: str) -> Path:
+    # the pid lets a later run tell a dead run's leftover from a live run's file in progress;
+    # the suffix is kept so writers that pick a format by extension still see it
+    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # alive, but another user's
+        return True
+    except (ProcessLookupError, OverflowError):  # gone, or never a pid
+        return False
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_leftovers(target: str | Path) -> list[Path]:
+    """Delete what killed runs left beside ``target`` (temporaries of processes no longer alive);
+    returns them. A live process's temporary is its write in progress: it stays."""
+    target = Path(target)
+    pattern = _leftover_pattern(target)
+    gone = []
+    for path in target.parent.iterdir() if target.parent.is_dir() else ():
+        match = pattern.match(path.name)
+        if match and not _pid_alive(int(match.group(1))):
+            _remove(path)
+            gone.append(path)
+    return gone
+
+
+def _commit(tmp: Path, target: Path) -> None:
+    if tmp.is_dir() and target.is_dir():  # os.replace cannot replace a non-empty directory
+        old = _sibling(target, "old")
+        os.rename(target, old)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            os.rename(old, target)  # put the old one back: it is still complete
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` (same directory, same suffix) to write a file or a
+    directory to; it replaces ``target`` when the block ends normally and is deleted when the
+    block raises (or the process is interrupted), leaving ``target`` as it was."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
+    tmp = _sibling(target, "tmp")
+    try:
+        yield tmp
+        _commit(tmp, target)
+    finally:
+        _remove(tmp)
+
+
+# ---- tables by extension ----------------------------------------------------------------------
+def table_suffix(path: str | Path) -> str:
+    """``.parquet`` or ``.csv`` (any case); anything else is a clear error naming the path."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path}: cannot tell the table format from the extension {suffix or '(none)'!r}; "
+                         f"use {' or '.join(TABLE_SUFFIXES)}")
+    return suffix
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """``frame`` as Parquet (keeps dtypes and ``attrs``) or CSV, by extension, atomically."""
+    suffix = table_suffix(path)
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+
+
+def _read_csv_table(path: Path) -> pd.DataFrame:
+    columns = pd.read_csv(path, nrows=0).columns
+    text = [c for c in columns if c in TEXT_COLUMNS]
+    # an empty cell is missing in a number column, but an empty string in a text column
+    return pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False,
+                       na_values={c: [""] for c in columns if c not in text})
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A table written by :func:`write_table` (or any Parquet/CSV table); errors name the file."""
+    import pyarrow as pa
+
+    path = Path(path)
+    suffix = table_suffix(path)
+    try:
+        table = pd.read_parquet(path) if suffix == ".parquet" else _read_csv_table(path)
+    except (OSError, ValueError, pa.ArrowException) as err:  # ValueError holds pandas' parser errors
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"{path}: cannot read it as a {suffix[1:]} table: {reason}") from err
+    if "correct" in table.columns:
+        table["correct"] = _nullable_bool(table["correct"], path)
+    return table
+
+
+_BOOL_TEXT = {"true": True, "false": False}
+
+
+def _nullable_bool(column: pd.Series, path: Path) -> pd.Series:
+    try:
+        return column.astype("boolean")
+    except (TypeError, ValueError):  # text, as a CSV with some empty cells leaves it
+        pass
+    values = []
+    for row, value in enumerate(column, 1):
+        if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+            value = _BOOL_TEXT[value.strip().lower()]
+        elif not (pd.isna(value) or isinstance(value, (bool, np.bool_))):
+            raise ValueError(f"{path}, row {row}, field 'correct': {value!r} is not true, false or empty")
+        values.append(value)
+    return pd.Series(values, index=column.index, dtype="boolean")
+
+
+# ---- the action table's columns ---------------------------------------------------------------
+def _is_probability(column: str) -> bool:
+    return column.startswith("p_")
+
+
+def _is_number(column: str) -> bool:
+    return _is_probability(column) or column.startswith(("n_tokens_", "sum_logp_")) or column in (
+        "action_index", "start", "end", "n_chars", "cum_tokens")
+
+
+def check_action_table(table: pd.DataFrame, path: str | Path, required: Sequence[str]) -> pd.DataFrame:
+    """``table`` with its number columns as numbers, or an error naming the file, the first bad
+    row (1-based) and the field: a ``required`` column missing, a number column holding text or
+    True/False, or a probability outside [0, 1] (a missing one is fine: Unscored)."""
+    _require(table, path, required, "an action table of `score`")
+    return _as_numbers(table, path, [c for c in table.columns if isinstance(c, str) and _is_number(c)])
+
+
+RESPONSE_COLUMNS = ("record_id", "question_id", "source", "correct", "n_tokens", "n_chars", "sum_logp", "n_logp")
+
+
+def check_response_table(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """The per-response table of ``sources --responses``, checked like :func:`check_action_table`."""
+    _require(table, path, RESPONSE_COLUMNS, "a per-response table of `sources --responses`")
+    return _as_numbers(table, path, ["n_tokens", "n_chars", "sum_logp", "n_logp"])
+
+
+def _require(table: pd.DataFrame, path: str | Path, required: Sequence[str], what: str) -> None:
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not {what}: no column {', '.join(map(repr, missing))} "
+                         f"(it has {', '.join(map(str, table.columns[:12])) or 'no columns'})")
+
+
+def _as_numbers(table: pd.DataFrame, path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    out = table.copy()
+    for column in columns:
+        raw = out[column]
+        # True/False are not numbers here (to_numeric would take them for 1 and 0)
+        flags = (raw.map(lambda v: isinstance(v, (bool, np.bool_))) if raw.dtype.kind not in "iuf"
+                 else pd.Series(False, index=raw.index))
+        values = pd.to_numeric(raw.where(~flags), errors="coerce")
+        bad = flags | (values.isna() & raw.notna())
+        if _is_probability(column):
+            bad |= ~values.between(0.0, 1.0) & values.notna()
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            want = "a probability in [0, 1]" if _is_probability(column) else "a number"
+            value = raw.iloc[row]
+            shown = value.item() if isinstance(value, np.generic) else value  # True, not np.True_
+            raise ValueError(f"{path}, row {row + 1}, field {column!r}: {shown!r} is not {want}")
+        out[column] = values  # an all-empty column read as objects (None) becomes NaN
+    return out

@@ -1,12 +1,18 @@
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from rdpt_core.backends.base import TokenScores
 from rdpt_core.records import Record
 from rdpt_core.scoring import ScoredCorpus
-from rdpt_core.store import load_corpus, save_corpus
+from rdpt_core.store import (
+    atomic_path, check_action_table, load_corpus, read_table, remove_leftovers, save_corpus, write_table,
+)
 
 
 def scores(offsets, probs):
@@ -46,7 +52,118 @@ def test_merging_corpora_replaces_same_ids_and_refuses_other_models():
     assert [r.record_id for r in m.records] == ["a", "b"]
     assert m.actions()["p_teacher"].tolist() == [0.25, 0.75]
     assert "<x>" in m.markers
-    import pytest
-
     with pytest.raises(ValueError, match="different models"):
         a.merged(ScoredCorpus([], {}, (), {"teacher": "other"}))
+
+
+# ---- atomic outputs ------------------------------------------------------------------------------
+
+
+def small_corpus(label):
+    recs = [Record(f"{label}{i}", "q", "P", f"Answer {label} {i}.") for i in range(3)]
+    tokens = {"teacher": {r.record_id: scores([[0, len(r.response)]], [0.5]) for r in recs}}
+    return ScoredCorpus(recs, tokens, (), {"teacher": "T"})
+
+
+def test_a_save_that_fails_halfway_leaves_the_previous_corpus_whole(tmp_path, monkeypatch):
+    target = tmp_path / "corpus"
+    save_corpus(small_corpus("old"), target)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail)  # records.jsonl is written, tokens fail
+    with pytest.raises(OSError, match="No space"):
+        save_corpus(small_corpus("new"), target)
+    again = load_corpus(target)
+    assert [r.record_id for r in again.records] == ["old0", "old1", "old2"]
+    assert set(again.tokens["teacher"]) == {"old0", "old1", "old2"}
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]  # no temporary left behind
+
+
+def test_a_save_replaces_the_whole_corpus_directory(tmp_path):
+    target = tmp_path / "corpus"
+    save_corpus(small_corpus("old"), target)
+    (target / "stale.txt").write_text("from an older layout")
+    save_corpus(small_corpus("new"), target)
+    assert sorted(p.name for p in target.iterdir()) == ["corpus.json", "records.jsonl", "tokens.parquet"]
+    assert [r.record_id for r in load_corpus(target).records] == ["new0", "new1", "new2"]
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
+
+
+def test_atomic_path_writes_beside_the_target_and_renames_only_on_success(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".csv" and tmp != target
+        tmp.write_text("new, half")
+        assert target.read_text() == "old"  # nothing at the target until the block ends
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise KeyboardInterrupt
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_leftovers_of_dead_runs_are_removed_and_a_live_runs_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    target = tmp_path / "t.parquet"
+    dead_file = tmp_path / f".t.parquet.tmp-{dead_pid}-0123abcd.parquet"
+    dead_dir = tmp_path / f".t.parquet.old-{dead_pid}-89abcdef.parquet"
+    live_file = tmp_path / f".t.parquet.tmp-{os.getpid()}-aaaabbbb.parquet"
+    other = tmp_path / f".u.parquet.tmp-{dead_pid}-0123abcd.parquet"  # another target's
+    dead_file.write_text("x")
+    dead_dir.mkdir()
+    (dead_dir / "records.jsonl").write_text("x")
+    live_file.write_text("x")
+    other.write_text("x")
+    assert sorted(remove_leftovers(target)) == sorted([dead_file, dead_dir])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live_file.name, other.name])
+
+
+# ---- tables by extension -------------------------------------------------------------------------
+def test_a_csv_table_reads_back_equal_to_the_parquet_one(tmp_path):
+    """Text columns stay text in CSV: an answer "NA", "None", "1" or "" is not a missing value."""
+    table = pd.DataFrame({
+        "record_id": ["1", "007", "NA", "x"], "question_id": ["None", "2", "2", ""],
+        "action_index": [0, 1, 0, 0], "text": ["NA", "", "1.50", "a,\n\"quoted\""],
+        "correct": pd.array([True, None, False, True], dtype="boolean"),
+        "p_teacher": [0.1, float("nan"), 1 / 3, 2 ** -40],
+    })
+    for ext in ("parquet", "csv", "CSV"):
+        write_table(table, tmp_path / f"t.{ext}")
+        pd.testing.assert_frame_equal(read_table(tmp_path / f"t.{ext}"), table, check_dtype=ext == "parquet")
+    csv = read_table(tmp_path / "t.csv")
+    assert csv["text"].tolist() == ["NA", "", "1.50", "a,\n\"quoted\""] and csv["p_teacher"].iloc[2] == 1 / 3
+
+
+@pytest.mark.parametrize("name", ["t.txt", "t", "t.jsonl", "t.parquet.bak"])
+def test_an_unknown_table_extension_is_refused_naming_the_file(tmp_path, name):
+    with pytest.raises(ValueError, match=rf"{name}: cannot tell the table format"):
+        write_table(pd.DataFrame({"a": [1]}), tmp_path / name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_check_action_table_names_the_first_bad_row_and_field(tmp_path):
+    good = pd.DataFrame({"record_id": ["a", "a"], "p_teacher": [0.5, None], "p_student": [0.0, 1.0]})
+    check_action_table(good, "t.csv", ["p_teacher", "p_student"])  # NaN is fine: Unscored
+    with pytest.raises(ValueError, match=r"t.csv: not an action table .* 'p_student'"):
+        check_action_table(good.drop(columns="p_student"), "t.csv", ["p_teacher", "p_student"])
+    bad = good.assign(p_student=[0.2, "high"])
+    with pytest.raises(ValueError, match=r"t.csv, row 2, field 'p_student': 'high' is not a probability"):
+        check_action_table(bad, "t.csv", [])
+    with pytest.raises(ValueError, match=r"t.csv, row 1, field 'p_teacher': .*inf.* is not a probability"):
+        check_action_table(good.assign(p_teacher=[float("inf"), 0.5]), "t.csv", [])
+    with pytest.raises(ValueError, match=r"t.csv, row 1, field 'p_student': True is not a probability"):
+        check_action_table(good.assign(p_student=[True, False]), "t.csv", [])
+    with pytest.raises(ValueError, match=r"t.csv, row 2, field 'action_index': 'x' is not a number"):
+        check_action_table(good.assign(action_index=[0, "x"]), "t.csv", [])
+
+
+def test_a_correct_column_that_is_not_true_or_false_names_its_row(tmp_path):
+    (tmp_path / "t.csv").write_text("record_id,correct\na,True\nb,maybe\n")
+    with pytest.raises(ValueError, match=r"t.csv, row 2, field 'correct': 'maybe' is not true, false or empty"):
+        read_table(tmp_path / "t.csv")
