@@ -2,7 +2,8 @@
 
 A corpus directory holds ``records.jsonl`` (the records), ``tokens.parquet`` (one row per
 response token per role: ``role, record_id, token_index, token_id, start, end, logprob,
-truncated, straddle``) and ``corpus.json`` (markers and model labels). From these the action
+truncated, straddle``) and ``corpus.json`` (markers, model labels and each role's backend
+fingerprint, the identity of the scores: docs/method.md §16). From these the action
 table of any segmenter is rebuilt without a model.
 
 Every output goes through :func:`atomic_path`: written under a temporary name beside its target
@@ -18,10 +19,16 @@ import json
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+try:  # POSIX; elsewhere directory swaps are serialised within one process only
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import pandas as pd
@@ -69,16 +76,30 @@ def save_corpus(corpus: ScoredCorpus, directory: str | Path) -> None:
         tmp.mkdir()
         write_records_jsonl(corpus.records, tmp / "records.jsonl")
         tokens_to_frame(corpus.tokens).to_parquet(tmp / "tokens.parquet", index=False)
-        meta = {"markers": list(corpus.markers), "models": corpus.models}
+        meta = {"markers": list(corpus.markers), "models": corpus.models, "fingerprints": corpus.fingerprints}
         (tmp / "corpus.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def load_corpus(directory: str | Path) -> ScoredCorpus:
+    """A corpus saved by :func:`save_corpus`; one saved before fingerprints were kept loads with
+    none (it then merges only with another such corpus)."""
     directory = Path(directory)
     meta = json.loads((directory / "corpus.json").read_text())
     records = load_records(directory / "records.jsonl").records
     tokens = tokens_from_frame(pd.read_parquet(directory / "tokens.parquet"))
-    return ScoredCorpus(records, tokens, tuple(meta["markers"]), meta["models"])
+    return ScoredCorpus(records, tokens, tuple(meta["markers"]), meta["models"],
+                        _fingerprints(meta, directory / "corpus.json"))
+
+
+def _fingerprints(meta: dict, path: Path) -> dict[str, str]:
+    fingerprints = meta.get("fingerprints", {})
+    if not (isinstance(fingerprints, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in fingerprints.items())):
+        raise ValueError(f"{path}: field 'fingerprints' must map each role to a fingerprint string")
+    unknown = sorted(set(fingerprints) - set(meta["models"]))
+    if unknown:
+        raise ValueError(f"{path}: field 'fingerprints' names roles without a model: {', '.join(unknown)}")
+    return dict(fingerprints)
 
 
 # ---- atomic outputs ---------------------------------------------------------------------------
@@ -124,18 +145,43 @@ def remove_leftovers(target: str | Path) -> list[Path]:
     return gone
 
 
+_DIRECTORY_SWAP = threading.Lock()
+
+
+@contextmanager
+def _swap_lock(target: Path) -> Iterator[None]:
+    """Two renames replace a directory, so two writers of one target must take turns (else one
+    renames onto the other's fresh copy: "Directory not empty"): a lock for this process's
+    threads, and an advisory lock on the parent directory for other processes (POSIX; it leaves
+    no lock file behind)."""
+    with _DIRECTORY_SWAP:
+        if fcntl is None:
+            yield
+            return
+        parent = os.open(target.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(parent, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(parent)  # closing releases the lock
+
+
 def _commit(tmp: Path, target: Path) -> None:
-    if tmp.is_dir() and target.is_dir():  # os.replace cannot replace a non-empty directory
-        old = _sibling(target, "old")
+    if not tmp.is_dir():
+        os.replace(tmp, target)
+        return
+    with _swap_lock(target):
+        if not target.is_dir():
+            os.replace(tmp, target)
+            return
+        old = _sibling(target, "old")  # os.replace cannot replace a non-empty directory
         os.rename(target, old)
         try:
             os.rename(tmp, target)
         except BaseException:
             os.rename(old, target)  # put the old one back: it is still complete
             raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .records import Origin, Record, load_records, write_jsonl, write_records_jsonl
 from .scoring import ScoredCorpus
-from .store import load_corpus, save_corpus
+from .store import atomic_path, load_corpus, save_corpus
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,80}$")
 
@@ -76,13 +76,12 @@ class Workspace:
 
     def save(self, name: str, records: Sequence[Record], corpus: ScoredCorpus | None = None,
              origins: Mapping[str, Origin] | None = None, dataset_id: str | None = None) -> str:
-        """Write (or overwrite) a dataset atomically; returns its id."""
+        """Write (or overwrite) a dataset atomically (the folder is replaced whole, so a
+        concurrent reader sees the old dataset or the new one); returns its id."""
         dataset_id = dataset_id or new_dataset_id(name)
-        target = self._dir(dataset_id)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{dataset_id}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        with atomic_path(self._dir(dataset_id)) as tmp:
+            tmp.mkdir()
             write_records_jsonl(records, tmp / "records.jsonl")
             write_jsonl(({"record_id": rid, "line": o.line, "row": o.row, "item": o.item}
                          for rid, o in (origins or {}).items()), tmp / "origins.jsonl")
@@ -91,13 +90,6 @@ class Workspace:
             meta = {"name": name, "n_records": len(records),
                     "n_scored": len(corpus.records) if corpus is not None else 0, "updated": time.time()}
             (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            old = self.root / f".{dataset_id}.old-{uuid.uuid4().hex[:8]}"
-            if target.exists():
-                os.rename(target, old)
-            os.rename(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
         return dataset_id
 
     def load(self, dataset_id: str) -> LoadedDataset:

@@ -44,6 +44,25 @@ def test_round_trip_rebuilds_the_same_action_tables(tmp_path):
     assert again.actions("paragraph")["text"].tolist() == ["One. Two.", "<eos>", "Three.", "\n\nFour."]
 
 
+def test_the_scores_identity_is_saved_with_the_corpus_and_checked_when_read(tmp_path):
+    import json
+
+    recs = [Record("a", "q1", "P", "One.")]
+    tokens = {"teacher": {"a": scores([[0, 4]], [0.5])}}
+    corpus = ScoredCorpus(recs, tokens, (), {"teacher": "T"}, {"teacher": "fp-chat"})
+    save_corpus(corpus, tmp_path / "c")
+    assert load_corpus(tmp_path / "c").fingerprints == {"teacher": "fp-chat"}
+    meta_file = tmp_path / "c" / "corpus.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["fingerprints"]  # a corpus saved before fingerprints were kept
+    meta_file.write_text(json.dumps(meta))
+    assert load_corpus(tmp_path / "c").fingerprints == {}
+    for bad, message in (({"teacher": 3}, "fingerprint string"), ({"student": "x"}, "roles without a model")):
+        meta_file.write_text(json.dumps({**meta, "fingerprints": bad}))
+        with pytest.raises(ValueError, match=f"corpus.json: field 'fingerprints' .*{message}"):
+            load_corpus(tmp_path / "c")
+
+
 def test_merging_corpora_replaces_same_ids_and_refuses_other_models():
     a = ScoredCorpus([Record("a", "q", "P", "One.")], {"teacher": {"a": scores([[0, 4]], [0.5])}}, (), {"teacher": "T"})
     b = ScoredCorpus([Record("a", "q", "P", "One."), Record("b", "q", "P", "Two.")],

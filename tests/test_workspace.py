@@ -46,6 +46,33 @@ def test_overwrite_replaces_the_whole_folder_and_leaves_no_temporaries(tmp_path)
     assert json.loads((tmp_path / dataset_id / "dataset.json").read_text())["n_records"] == 1
 
 
+def test_concurrent_saves_of_one_dataset_leave_one_whole_version(tmp_path):
+    """Two sessions saving the same dataset at once: each save replaces the folder whole, so
+    the result is one writer's complete version, never a mix or an error."""
+    import threading
+
+    ws = Workspace(tmp_path)
+    dataset_id = ws.save("d", records())
+    errors: list[BaseException] = []
+
+    def keep_saving(n_records: int) -> None:
+        try:
+            for _ in range(25):
+                ws.save(f"{n_records} records", records()[:n_records], dataset_id=dataset_id)
+        except BaseException as err:  # collected: a thread's exception would otherwise vanish
+            errors.append(err)
+
+    writers = [threading.Thread(target=keep_saving, args=(n,)) for n in (1, 2)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    assert errors == []
+    loaded = ws.load(dataset_id)
+    assert loaded.name == f"{len(loaded.records)} records"  # name and records from one save
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dataset_id]
+
+
 def test_listing_is_newest_first_and_delete_removes(tmp_path):
     ws = Workspace(tmp_path)
     first = ws.save("first", records())
