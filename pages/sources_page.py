@@ -30,8 +30,10 @@ else:
     reference = spec.label
     scored_here = ss.setdefault("reference_tokens", {}).setdefault(spec_key(spec), {})
     corpus = ss.get("corpus")
-    # responses the Trajectories page already scored with this model need no second pass
-    from_corpus = corpus.tokens.get(role, {}) if corpus is not None and corpus.models.get(role) == spec.label else {}
+    # responses the Trajectories page already scored by this very model and settings (same
+    # fingerprint, not just the same label) need no second pass
+    same_scores = corpus is not None and corpus.fingerprints.get(role) == backend(spec).fingerprint
+    from_corpus = corpus.tokens.get(role, {}) if same_scores else {}
     done = {**from_corpus, **scored_here}
     todo = [r for r in records if r.record_id not in done]
     if todo and st.button(f"Score {len(todo)} response(s) with {escape_markdown(spec.label)}", key="src_score",

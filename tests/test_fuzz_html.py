@@ -273,14 +273,9 @@ FIELDS = ("dataset", "record", "question", "prompt", "response", "source", "teac
           "distilled-label", "model-path", "file", "column", "dataset-link", "record-link")
 # Pages and code owned elsewhere that still show untrusted text as Markdown (the fix: wrap it in
 # rdpt_core.render.escape_markdown). Strict: once fixed these pass, and the mark must go.
-NOT_ESCAPED_YET = {
-    "trajectories": "pages/trajectories_page.py shows the dataset name, file names and errors as Markdown",
-}
-
-
-def hostile_corpus(models: dict[str, str] | None = None):
+def hostile_corpus(models: dict[str, str] | None = None, fingerprints: dict[str, str] | None = None):
     """Two scored records whose every text field is hostile (one token per character; the roles
-    disagree, so the classes differ)."""
+    disagree, so the classes differ), said to be scored by ``fingerprints``."""
     from rdpt_core.backends.base import TokenScores
     from rdpt_core.records import Record
     from rdpt_core.scoring import ScoredCorpus
@@ -297,7 +292,7 @@ def hostile_corpus(models: dict[str, str] | None = None):
     levels = {"teacher": -0.1, "student": -3.0, "distilled": -1.0}
     tokens = {role: {r.record_id: scores(r.response, level) for r in records} for role, level in levels.items()}
     labels = models or {role: hostile(f"{role}-label") for role in levels}
-    return ScoredCorpus(records, tokens, (), labels)
+    return ScoredCorpus(records, tokens, (), labels, fingerprints or {})
 
 
 def hostile_app(page_name: str, corpus=None, choices: bool = False):
@@ -341,8 +336,12 @@ def test_hostile_source_names_render_inert_on_the_sources_page():
     from rdpt_app.state import default_choice
     from rdpt_core.models import resolve_spec
 
-    labels = {role: resolve_spec(default_choice(role)["name"]).label for role in ("teacher", "student", "distilled")}
-    at = hostile_app("sources", hostile_corpus(labels))  # scored by the Models page's models: no new scoring
+    from rdpt_core.backends import create_backend
+
+    specs = {role: resolve_spec(default_choice(role)["name"]) for role in ("teacher", "student", "distilled")}
+    labels = {role: spec.label for role, spec in specs.items()}
+    fingerprints = {role: create_backend(spec).fingerprint for role, spec in specs.items()}
+    at = hostile_app("sources", hostile_corpus(labels, fingerprints))  # scored by the Models page's models: no new scoring
     at.radio(key="src_data").set_value("Working dataset (Trajectories page), grouped by source").run()
     assert_inert(at)
     assert not any(b.key == "src_score" for b in at.button)
@@ -355,7 +354,6 @@ def test_hostile_records_render_inert_on_the_data_selection_page():
     assert_inert(at)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_ESCAPED_YET["trajectories"])
 def test_hostile_file_and_column_names_render_inert_on_the_trajectories_page():
     at = hostile_app("trajectories")
     data = f'"{hostile("column")}",b\nwhat is 2+2?,4\n'.encode()  # the column names cannot be mapped

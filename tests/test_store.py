@@ -186,3 +186,20 @@ def test_a_correct_column_that_is_not_true_or_false_names_its_row(tmp_path):
     (tmp_path / "t.csv").write_text("record_id,correct\na,True\nb,maybe\n")
     with pytest.raises(ValueError, match=r"t.csv, row 2, field 'correct': 'maybe' is not true, false or empty"):
         read_table(tmp_path / "t.csv")
+
+
+@pytest.mark.parametrize("corpus_dir", ["demo/lab/corpus", "demo/lab/teacher_corpus", "data/math500_subset/corpus"])
+def test_committed_corpora_name_the_fingerprints_of_the_models_that_scored_them(corpus_dir):
+    """The bundled corpora were scored by the packaged models at their default settings (their
+    numbers are re-checked against fresh scores in tests/test_lab.py and by
+    scripts/stamp_fingerprints.py): their saved identity must be what those models have here, or
+    scoring more records into them would start a separate corpus."""
+    from conftest import REPO
+
+    from rdpt_core.backends import create_backend
+    from rdpt_core.models import resolve_spec
+
+    corpus = load_corpus(REPO / corpus_dir)
+    assert set(corpus.fingerprints) == set(corpus.models)
+    assert corpus.fingerprints == {role: create_backend(resolve_spec(label)).fingerprint
+                                   for role, label in corpus.models.items()}
