@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models lint test test-fast app clean-cache lab demo-scores teacher-scores sources-demo bench math500-subset
+.PHONY: setup venv models lint test test-fast app clean-cache lab demo-scores teacher-scores sources-demo bench bench-app math500-subset
 
 setup: venv models
 
@@ -67,6 +67,11 @@ sources-demo: setup
 # Speed of the corpus page's recomputation on 1M synthetic actions (see docs/benchmarks.md).
 bench: setup
 	$(PY) scripts/bench.py
+
+# The Corpus and Data selection pages on a 10,000-response synthetic corpus in AppTest: first
+# render and α/β slider steps (see docs/benchmarks.md), ~5 min here.
+bench-app: setup
+	$(PY) scripts/bench_app.py
 
 # A balanced 20-response subset of the real MATH500 outputs, scored (data/math500_subset/).
 math500-subset: setup

@@ -8,13 +8,13 @@ plain quadratic reading of its rule (docs/method.md §2) cuts, in linear time.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdpt_core.segment import marker_set, segment
+from test_segment import best_seconds
 
 ODD = ["\x00", "\u202e", "\u200f", "\u200b", "\u2060", "e\u0301", "\U0001F600", "\u2028", "\u2029", "\x85",
        "\x0b", "\x0c", "\r\n", "\r", "\n", "\n\n", "\n \n", "\n\t\n", " ", "\t", "\u3000", "\xa0", "\ufeff",
@@ -83,15 +83,6 @@ whitespace_heavy = st.lists(st.sampled_from(["\n", "\n\n", " ", "\t", "\r\n", "\
 def test_fuzz_paragraph_cuts_match_the_plain_reading(text):
     got = [a.text for a in segment(text, [], "paragraph")]
     assert got == reference_paragraphs(text)
-
-
-def best_seconds(fn, *args, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 @pytest.mark.parametrize("segmenter", ["paper", "paragraph"])

@@ -122,7 +122,7 @@ def test_spans_always_tile_the_response(parts, segmenter):
         assert not any(a.text.isspace() for a in acts)
 
 
-def _seconds(fn, *args, repeat=3):
+def best_seconds(fn, *args, repeat=3):
     """Best of a few runs: robust to a busy machine."""
     import time
 
@@ -141,8 +141,8 @@ def test_paragraph_segmenter_is_linear_in_runs_of_blank_lines():
     blank_run = "Start." + "\n" * n + "End."
     ordinary = "Ab.\n\n" * (n // 5) + "x" * (len(blank_run) - 5 * (n // 5))
     assert len(ordinary) == len(blank_run)
-    baseline = _seconds(segment, ordinary, [], "paragraph")
-    runs = _seconds(segment, blank_run, [], "paragraph", repeat=1)
+    baseline = best_seconds(segment, ordinary, [], "paragraph")
+    runs = best_seconds(segment, blank_run, [], "paragraph", repeat=1)
     assert runs < 20 * baseline + 0.5, (runs, baseline)
     assert [a.text for a in segment(blank_run, [], "paragraph")] == ["Start.", "\n" * n + "End."]
 
