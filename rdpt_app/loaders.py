@@ -147,8 +147,11 @@ def content_key(corpus: ScoredCorpus) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def actions_of(key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.DataFrame:
-    """The action table of a corpus for one segmenter (re-segmentation needs no model)."""
-    return _corpus.actions(segmenter)
+    """The action table of a corpus for one segmenter (re-segmentation needs no model), its
+    ``record_id`` as a categorical: every statistic groups by response, and factorising 400k
+    id strings again on each slider step cost ~0.1 s a grouping (same numbers either way)."""
+    table = _corpus.actions(segmenter)
+    return table.assign(record_id=table["record_id"].astype("category"))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
