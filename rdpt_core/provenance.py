@@ -89,8 +89,10 @@ def classify_table(
     missing = {"p_teacher", "p_student"} - set(actions.columns)
     if missing:
         raise ValueError(f"action table lacks {sorted(missing)}: score it with a teacher and a student")
-    out = actions.copy()
-    if "p_distilled" in out.columns:
-        out["cls"] = classify4(out["p_teacher"], out["p_student"], out["p_distilled"], alpha, beta)
-    out["cls3"] = classify3(out["p_teacher"], out["p_student"], beta)
-    return out
+    classes = {}
+    if "p_distilled" in actions.columns:
+        classes["cls"] = classify4(actions["p_teacher"], actions["p_student"], actions["p_distilled"], alpha, beta)
+    classes["cls3"] = classify3(actions["p_teacher"], actions["p_student"], beta)
+    # assign, not copy(): pandas' copy-on-write shares the unchanged columns (a deep copy of a
+    # 400k-action table was most of a slider step) and still never changes ``actions``
+    return actions.assign(**classes)
