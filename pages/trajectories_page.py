@@ -2,9 +2,7 @@
 or generate responses; then score them. Every change to the user's data is saved at once."""
 
 import hashlib
-import os
 import tempfile
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from rdpt_app.scoring import score_into_corpus, spec_for, start_background_scori
 from rdpt_app.state import add_records, is_builtin, merge_into_corpus, new_dataset, open_dataset, record_ids_scored
 from rdpt_app.widgets import issue_report
 from rdpt_core.answers import check_answer
+from rdpt_core.atomic import atomic_path
 from rdpt_core.backends.base import SamplingSettings
 from rdpt_core.models import PROJECT_ROOT
 from rdpt_core.render import escape_markdown as md
@@ -67,10 +66,8 @@ def failure(name: str, path: Path, err: Exception) -> str:
 
 def save_upload(data: bytes, path: Path) -> None:
     """Write the upload atomically: a rerun never reads a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # sessions share a process
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def load_upload(path: Path, name: str, layout: str, mapping: ColumnMapping | None, as_new: bool) -> None:

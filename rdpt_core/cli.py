@@ -2,7 +2,7 @@
 
 Outputs are all or nothing: a run first removes the outputs it is about to replace, then writes
 each under a temporary name beside it and renames it into place once complete
-(:func:`rdpt_core.store.atomic_path`). A run stopped by SIGINT or SIGTERM says so and exits
+(:func:`rdpt_core.atomic.atomic_path`). A run stopped by SIGINT or SIGTERM says so and exits
 with 128 + the signal number; one killed outright leaves no output either. Scored records are
 in the token cache as soon as they are scored, so the same command resumes where it stopped.
 Bad options and inputs end in ``error: ...`` on stderr and exit code 2.

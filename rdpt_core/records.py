@@ -31,10 +31,8 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import os
 import re
 import sys
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +42,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .atomic import atomic_path
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 LAYOUTS = ("auto", "flat", "chat", "skythought")
@@ -872,18 +872,11 @@ def jsonl_lines(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
     """Write plain dict rows as JSONL; returns how many. Atomic: a temporary file in the same
     folder replaces ``path`` only when complete, so a failure never leaves half a file."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     n = 0
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            for line in jsonl_lines(rows):
-                fh.write(line)
-                n += 1
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "x", encoding="utf-8") as fh:
+        for line in jsonl_lines(rows):
+            fh.write(line)
+            n += 1
     return n
 
 

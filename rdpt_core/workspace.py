@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .records import Origin, Record, load_records, write_jsonl, write_records_jsonl
 from .scoring import ScoredCorpus
-from .store import atomic_path, load_corpus, save_corpus
+from .atomic import atomic_path
+from .store import load_corpus, save_corpus
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,80}$")
 

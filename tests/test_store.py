@@ -10,9 +10,8 @@ import pytest
 from rdpt_core.backends.base import TokenScores
 from rdpt_core.records import Record
 from rdpt_core.scoring import ScoredCorpus
-from rdpt_core.store import (
-    atomic_path, check_action_table, load_corpus, read_table, remove_leftovers, save_corpus, write_table,
-)
+from rdpt_core.atomic import atomic_path, remove_leftovers
+from rdpt_core.store import check_action_table, load_corpus, read_table, save_corpus, write_table
 
 
 def scores(offsets, probs):
