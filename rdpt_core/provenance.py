@@ -46,6 +46,14 @@ def _check_threshold(name: str, value: float) -> None:
         raise ValueError(f"{name} must be within [0, 1] (it compares probabilities), got {value}")
 
 
+def _labels(conditions: list[np.ndarray], names: tuple[str, ...], default: str) -> np.ndarray:
+    """The name of the first true condition per action (else ``default``) as an object array.
+    Picked by index from one array of names, so every label is a reference to one of a few
+    strings: converting a 400k-action string array to objects cost ~0.2 s a slider step."""
+    codes = np.select(conditions, list(range(len(names))), default=len(names))
+    return np.array([*names, default], dtype=object)[codes]
+
+
 def classify4(p_t, p_s, p_d, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA) -> np.ndarray:
     """4-class labels (object array of class names) for arrays of action probabilities."""
     _check_threshold("alpha", alpha)
@@ -54,12 +62,8 @@ def classify4(p_t, p_s, p_d, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT
     d_sd, d_td, d_ts = p_s - p_d, p_t - p_d, p_t - p_s
     unscored = np.isnan(d_sd) | np.isnan(d_td)
     shared = (np.abs(d_sd) <= alpha + EPS) & (np.abs(d_td) <= alpha + EPS) & (np.abs(d_ts) <= alpha + EPS)
-    labels = np.select(
-        [unscored, shared, d_ts > beta + EPS, -d_ts > beta + EPS],
-        [UNSCORED, SHARED, TEACHER, STUDENT],
-        default=BOOSTED,
-    )
-    return labels.astype(object)
+    conditions = [unscored, shared, d_ts > beta + EPS, -d_ts > beta + EPS]
+    return _labels(conditions, (UNSCORED, SHARED, TEACHER, STUDENT), BOOSTED)
 
 
 def classify3(p_t, p_s, beta: float = DEFAULT_BETA) -> np.ndarray:
@@ -67,12 +71,8 @@ def classify3(p_t, p_s, beta: float = DEFAULT_BETA) -> np.ndarray:
     _check_threshold("beta", beta)
     p_t, p_s = (np.asarray(x, dtype=np.float64) for x in (p_t, p_s))
     d_ts = p_t - p_s
-    labels = np.select(
-        [np.isnan(d_ts), d_ts > beta + EPS, -d_ts > beta + EPS],
-        [UNSCORED, TEACHER, STUDENT],
-        default=COMMON,
-    )
-    return labels.astype(object)
+    conditions = [np.isnan(d_ts), d_ts > beta + EPS, -d_ts > beta + EPS]
+    return _labels(conditions, (UNSCORED, TEACHER, STUDENT), COMMON)
 
 
 def class_column(table: pd.DataFrame) -> str:
