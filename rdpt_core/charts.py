@@ -17,6 +17,7 @@ settings.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -62,10 +63,20 @@ def _unvalidated(build: _Builder) -> _Builder:
     return quiet  # type: ignore[return-value]
 
 
+class _SharedData(alt.InlineData):
+    """Inline values that copies of a chart share instead of duplicating. Altair deep-copies a
+    chart at every ``properties`` / ``encode`` / ``layer`` step; copying the rows of every layer
+    again and again was most of a corpus chart's build time (0.4 s a 10k-response slider step).
+    The values are never changed once built, so sharing them is safe."""
+
+    def __deepcopy__(self, memo: dict | None = None) -> _SharedData:
+        return self
+
+
 def _data(frame: pd.DataFrame) -> alt.InlineData:
     """The frame as inline values, sanitised like Altair's default transformer but without its
     5,000-row guard (which is global state: changing it would change Altair for every importer)."""
-    return alt.InlineData(values=alt.to_values(frame)["values"])
+    return _SharedData(values=alt.to_values(frame)["values"])
 
 
 def _view(chart, width: int | None = None):
@@ -149,16 +160,22 @@ def response_chart(actions: pd.DataFrame, column: str = "cls", height: int = 320
     return _view(chart)
 
 
-def chart_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
+def _json(chart: alt.TopLevelMixin | dict[str, Any]) -> str:
+    return json.dumps(chart) if isinstance(chart, dict) else chart.to_json()
+
+
+def chart_png(chart: alt.TopLevelMixin | dict[str, Any], scale: float = 2.0) -> bytes:
+    """The chart (or its Vega-Lite spec) as a PNG, ``scale`` × its size."""
     import vl_convert as vlc
 
-    return vlc.vegalite_to_png(chart.to_json(), scale=scale)
+    return vlc.vegalite_to_png(_json(chart), scale=scale)
 
 
-def chart_svg(chart: alt.TopLevelMixin) -> str:
+def chart_svg(chart: alt.TopLevelMixin | dict[str, Any]) -> str:
+    """The chart (or its Vega-Lite spec) as an SVG document."""
     import vl_convert as vlc
 
-    return vlc.vegalite_to_svg(chart.to_json())
+    return vlc.vegalite_to_svg(_json(chart))
 
 
 _DASH = alt.Scale(domain=["correct", "incorrect"], range=[[1, 0], [6, 4]])
@@ -179,24 +196,27 @@ def _support_opacity(min_n: int | None) -> alt.Opacity:
                                          symbolFillColor="transparent", **_TOP_LEGEND))
 
 
-def _curves(data: pd.DataFrame, value: str, x: alt.X, y: alt.Y, series: dict[str, Any], tooltip: list,
-            min_n: int | None) -> list:
-    """A line per series (``series``: its color and, maybe, strokeDash channels) over every
-    position. Where some positions are thin: the whole line
-    faded, solid only between positions with enough responses (``value`` is null at thin ones,
-    so the solid line breaks there instead of bridging them), and thin positions as hollow,
-    faded points (a lone thin position has no line segment to show it)."""
-    thin = ~data["enough"].astype(bool)
-    solid_data = data.assign(**{value: data[value].where(~thin)}) if thin.any() else data
-    solid = alt.Chart(_data(solid_data)).mark_line().encode(x=x, y=y, tooltip=tooltip, **series)
-    if not thin.any():
-        return [solid]
+_SOLID = "solid_value"  # the curve's value where its position has enough responses, else null
+
+
+def _curves(data: pd.DataFrame, value: str, x: alt.X, y_of: Callable[[str], alt.Y], series: dict[str, Any],
+            tooltip: list, min_n: int | None) -> list:
+    """Layers (no data of their own: layer them over ``data``) drawing a line per series
+    (``series``: its color and, maybe, strokeDash channels) over every position, ``y_of(field)``
+    its y channel. Where some positions are thin: the whole line faded, solid only between
+    positions with enough responses (its value is null at thin ones, so the solid line breaks
+    there instead of bridging them), and thin positions as hollow, faded points (a lone thin
+    position has no line segment to show it)."""
+    if data["enough"].astype(bool).all():
+        return [alt.Chart().mark_line().encode(x=x, y=y_of(value), tooltip=tooltip, **series)]
     quiet = {name: channel.copy() for name, channel in series.items()}
     for channel in quiet.values():  # the solid line owns the legends
         channel.legend = None
-    faded = alt.Chart(_data(data)).mark_line(opacity=THIN_OPACITY).encode(x=x, y=y, tooltip=tooltip, **quiet)
-    points = alt.Chart(_data(data[thin])).mark_point(filled=False, size=40, strokeWidth=1.5).encode(
-        x=x, y=y, tooltip=tooltip, opacity=_support_opacity(min_n), color=quiet["color"])
+    faded = alt.Chart().mark_line(opacity=THIN_OPACITY).encode(x=x, y=y_of(value), tooltip=tooltip, **quiet)
+    solid = (alt.Chart().transform_calculate(**{_SOLID: f"datum.enough ? datum[{value!r}] : null"})
+             .mark_line().encode(x=x, y=y_of(_SOLID), tooltip=tooltip, **series))
+    points = alt.Chart().transform_filter("!datum.enough").mark_point(filled=False, size=40, strokeWidth=1.5).encode(
+        x=x, y=y_of(value), tooltip=tooltip, opacity=_support_opacity(min_n), color=quiet["color"])
     return [faded, solid, points]
 
 
@@ -217,16 +237,20 @@ def position_chart(curves: pd.DataFrame, marks: pd.DataFrame | None = None, colu
     # Wilson bands only where a position has enough responses (nulls break the area): at a thin
     # one the band spans most of [0, 1] and would drown the faded curves. The pale band must not
     # drive the legend: the line layer owns it (solid swatches)
-    enough = data["enough"].astype(bool)
-    bands = data.assign(lo=data["lo"].where(enough), hi=data["hi"].where(enough))
-    band = alt.Chart(_data(bands)).mark_area(opacity=0.12).encode(
-        x=x, y="lo:Q", y2="hi:Q", detail="answer:N", color=alt.Color("cls:N", scale=scale, legend=None))
-    y = alt.Y("share:Q", title="share of responses", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(**_STACKED_Y_AXIS))
+    band = (alt.Chart().transform_calculate(band_lo="datum.enough ? datum.lo : null",
+                                            band_hi="datum.enough ? datum.hi : null")
+            .mark_area(opacity=0.12).encode(x=x, y="band_lo:Q", y2="band_hi:Q", detail="answer:N",
+                                            color=alt.Color("cls:N", scale=scale, legend=None)))
+
+    def y_of(field: str) -> alt.Y:
+        return alt.Y(f"{field}:Q", title="share of responses", scale=alt.Scale(domain=[0, 1]),
+                     axis=alt.Axis(**_STACKED_Y_AXIS))
+
     series = {"strokeDash": dash,
               "color": alt.Color("cls:N", title="class", scale=scale, legend=alt.Legend(**_TOP_LEGEND))}
     tooltip = [alt.Tooltip("action_index:Q", format="d"), "cls:N", "answer:N", alt.Tooltip("share:Q", format=".3f"),
                "k:Q", "n:Q", alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")]
-    layers = [band, *_curves(data, "share", x, y, series, tooltip, min_n)]
+    layers = [band, *_curves(data, "share", x, y_of, series, tooltip, min_n)]
     if marks is not None and len(marks):
         rules = alt.Chart(_data(marks)).mark_rule(color="#555", strokeDash=[2, 2]).encode(x=x)
         labels = marks.assign(label=lambda d: (d["tokens"] // 1000).astype(str) + "k")
@@ -234,7 +258,7 @@ def position_chart(curves: pd.DataFrame, marks: pd.DataFrame | None = None, colu
             x=x, y=alt.value(0), text="label:N")
         layers += [rules, text]
     # independent legends over the shared colour scale: the band's (None) cannot erase the line's
-    chart = (alt.layer(*layers).resolve_legend(color="independent", strokeDash="independent")
+    chart = (alt.layer(*layers, data=_data(data)).resolve_legend(color="independent", strokeDash="independent")
              .properties(height=height).add_params(zoom))
     return _view(chart)
 
@@ -262,18 +286,22 @@ def counts_chart(curves: pd.DataFrame, height: int = 160, x_domain: tuple[float,
 
 @_unvalidated
 def mean_probability_chart(means: pd.DataFrame, height: int = 240, x_domain: tuple[float, float] | None = None,
-                           min_n: int | None = None) -> alt.Chart | alt.LayerChart:
+                           min_n: int | None = None) -> alt.LayerChart:
     """Mean p_T / p_S / p_D per position; positions with fewer than ``min_n`` responses
     (``enough`` false) are faded, hollow points."""
     roles = [r for r in ROLE_COLORS if r in set(means["role"])]
     data = means.assign(model=lambda d: d["role"].map(ROLE_LABELS))
     x = _x_index(x_domain=x_domain, span=_span(data))
-    y = alt.Y("p:Q", title="mean action probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(**_STACKED_Y_AXIS))
+
+    def y_of(field: str) -> alt.Y:
+        return alt.Y(f"{field}:Q", title="mean action probability", scale=alt.Scale(domain=[0, 1]),
+                     axis=alt.Axis(**_STACKED_Y_AXIS))
+
     color = alt.Color("model:N", title="model", legend=alt.Legend(**_TOP_LEGEND), scale=alt.Scale(
         domain=[ROLE_LABELS[r] for r in roles], range=[ROLE_COLORS[r] for r in roles]))
     tooltip = [alt.Tooltip("action_index:Q", format="d"), "model:N", alt.Tooltip("p:Q", format=".3f"), "n:Q"]
-    layers = _curves(data, "p", x, y, {"color": color}, tooltip, min_n)
-    chart = alt.layer(*layers).resolve_legend(color="independent") if len(layers) > 1 else layers[0]
+    layers = _curves(data, "p", x, y_of, {"color": color}, tooltip, min_n)
+    chart = alt.layer(*layers, data=_data(data)).resolve_legend(color="independent")
     return _view(chart.properties(height=height))
 
 

@@ -305,12 +305,29 @@ def test_thin_positions_are_faded_hollow_points_keyed_by_enough_and_named_in_the
         assert THIN_OPACITY <= 0.5
         lines = layers_with(spec, lambda m, e: mark_type(m) == "line")
         assert sorted(m.get("opacity", 1) for m, _ in lines) == [THIN_OPACITY, 1]  # the whole curve faded + solid
-        datasets = list(spec["datasets"].values())
-        # the faded line and the points hold every position; the solid line has no value at thin ones
-        assert any(len(d) == len(curves if value == "share" else means) for d in datasets)
-        solid = [d for d in datasets if any(row.get(value) is None for row in d)]
-        assert solid and all((row[value] is None) == (not row["enough"]) for row in solid[0])
+        # as drawn: per series, the faded line passes every position, the solid one only those
+        # with enough responses (one unbroken run here), and each thin row is one hollow point
+        data = curves if value == "share" else means
+        per_series = data.groupby(["cls", "answer"] if value == "share" else ["role"])["enough"]
+        faded_lines, solid_lines, points = drawn_curves(chart_svg(chart))
+        assert sorted(faded_lines) == sorted((len(g), 1) for _, g in per_series)
+        assert sorted(solid_lines) == sorted((int(g.sum()), 1) for _, g in per_series)
+        assert points == int((~data["enough"]).sum())
         assert "fewer than 10 responses: faded" in svg_texts(chart)  # the legend says so
+
+
+def drawn_curves(svg: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """From a rendered SVG: (vertices, runs) of each faded and each solid line mark, and the
+    number of point marks (legend symbols excluded)."""
+    import re
+
+    faded, solid = [], []
+    for attrs in re.findall(r'<path ([^>]*aria-roledescription="line mark"[^>]*)/>', svg):
+        path = re.search(r' d="([^"]*)"', attrs).group(1)
+        shape = (len(re.findall("[ML]", path)), path.count("M"))
+        (faded if 'opacity="0.3"' in attrs else solid).append(shape)
+    points = len(re.findall(r'<path [^>]*aria-roledescription="point"', svg))
+    return faded, solid, points
 
 
 def test_a_chart_without_thin_positions_has_no_faded_layer():
