@@ -5,11 +5,11 @@ import streamlit as st
 
 from rdpt_app.loaders import actions_of, behaviour_tags, corpus_key
 from rdpt_app.state import settings
-from rdpt_app.widgets import chart, download, scored_actions
+from rdpt_app.widgets import chart, download, frozen, scored_actions
 from rdpt_core import stats
 from rdpt_core.behaviours import behaviour_mix
 from rdpt_core.charts import behaviour_chart, counts_chart, mean_probability_chart, position_chart
-from rdpt_core.provenance import class_column, classify_table
+from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, class_column, classify_table
 from rdpt_core.report import build_report
 from rdpt_core.scoring import ScoredCorpus
 from rdpt_core.selection import has_candidates, response_features
@@ -20,25 +20,37 @@ def classified(key: str, corpus: ScoredCorpus, segmenter: str, alpha: float, bet
     return classify_table(actions_of(key, corpus, segmenter), alpha, beta)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def fixed_views(key: str, _corpus: ScoredCorpus, segmenter: str, min_n: int, token_step: int) -> dict:
+    """What α and β do not change, built once per corpus, segmenter, min-n and token step: n_j
+    and the mean probabilities (an action is unscored for a missing probability, never for a
+    threshold, so any α and β give the same counts), the token marks and the shared x range."""
+    table = classified(key, _corpus, segmenter, DEFAULT_ALPHA, DEFAULT_BETA)
+    curves, means = stats.position_curves(table, class_column(table), min_n), stats.mean_probability_curves(table, min_n)
+    x_domain = (0.0, float(table["action_index"].max()))  # every position chart shares it
+    return {
+        "n_responses": table["record_id"].nunique(), "n_actions": len(table), "means": means, "x_domain": x_domain,
+        "marks": stats.token_marks(table, token_step),
+        "counts_chart": None if curves.empty else frozen(counts_chart(curves, x_domain=x_domain, min_n=min_n)),
+        "means_chart": None if means.empty else frozen(mean_probability_chart(means, x_domain=x_domain, min_n=min_n)),
+    }
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def corpus_views(key: str, _corpus: ScoredCorpus, segmenter: str, alpha: float, beta: float, min_n: int,
                  token_step: int) -> dict:
     """Every table and chart the page draws, for one corpus (``key``), segmenter, α, β, min-n and
-    token step. Small objects only: cached, a step back to an (α, β) already shown costs a lookup
-    (building the Altair charts alone takes most of a second)."""
+    token step. Small objects only: cached, a step back to an (α, β) already shown costs a lookup."""
+    fixed = fixed_views(key, _corpus, segmenter, min_n, token_step)
     table = classified(key, _corpus, segmenter, alpha, beta)
     column = class_column(table)
-    curves, means = stats.position_curves(table, column, min_n), stats.mean_probability_curves(table, min_n)
+    curves = stats.position_curves(table, column, min_n)
     mix = behaviour_mix(table, column, behaviour_tags(key, _corpus, segmenter))
-    x_domain = (0.0, float(table["action_index"].max()))  # every position chart shares it
     return {
-        "n_responses": table["record_id"].nunique(), "n_actions": len(table), "curves": curves, "means": means,
-        "correct_vs_incorrect": stats.correct_vs_incorrect(table, column), "mix": mix,
-        "curves_chart": None if curves.empty else position_chart(curves, stats.token_marks(table, token_step),
-                                                                 x_domain=x_domain, min_n=min_n),
-        "counts_chart": None if curves.empty else counts_chart(curves, x_domain=x_domain, min_n=min_n),
-        "means_chart": None if means.empty else mean_probability_chart(means, x_domain=x_domain, min_n=min_n),
-        "mix_chart": behaviour_chart(mix),
+        **fixed, "curves": curves, "correct_vs_incorrect": stats.correct_vs_incorrect(table, column), "mix": mix,
+        "curves_chart": None if curves.empty else frozen(position_chart(curves, fixed["marks"],
+                                                                        x_domain=fixed["x_domain"], min_n=min_n)),
+        "mix_chart": frozen(behaviour_chart(mix)),
     }
 
 

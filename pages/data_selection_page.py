@@ -5,7 +5,7 @@ import streamlit as st
 
 from rdpt_app.loaders import actions_of, corpus_key, teacher_corpus, teacher_origins
 from rdpt_app.state import settings
-from rdpt_app.widgets import chart, download
+from rdpt_app.widgets import chart, download, frozen
 from rdpt_core.charts import agreement_chart, selection_chart
 from rdpt_core.records import jsonl_lines
 from rdpt_core.report import build_report
@@ -30,9 +30,9 @@ def strategy_views(key: str, _corpus: ScoredCorpus, segmenter: str, beta: float,
     from them. The box plots are drawn from five rows per strategy, not one per pick (the same
     plots: :func:`box_plot_points`)."""
     stacked = picks_by_strategy(candidate_features(key, _corpus, segmenter, beta)["features"], seed=seed)
-    return {"stacked": stacked, "selection_chart": selection_chart(box_plot_points(stacked)),
+    return {"stacked": stacked, "selection_chart": frozen(selection_chart(box_plot_points(stacked))),
             "summary": strategy_summary(stacked), "kept": kept_per_question(stacked),
-            "agreement_chart": agreement_chart(agreement(stacked))}
+            "agreement_chart": frozen(agreement_chart(agreement(stacked)))}
 
 
 st.title("Teacher-guided data selection")
