@@ -156,10 +156,11 @@ def actions_of(key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def behaviour_tags(key: str, _corpus: ScoredCorpus, segmenter: str) -> pd.Series:
-    """Behaviour tags of the corpus's actions (independent of α and β, so cached)."""
-    from rdpt_core.behaviours import tag_actions
+    """Behaviour tags of the corpus's actions (independent of α and β, so cached), as a
+    categorical: the behaviour mix then counts codes instead of hashing 400k strings a step."""
+    from rdpt_core.behaviours import BEHAVIOURS, tag_actions
 
-    return tag_actions(actions_of(key, _corpus, segmenter))
+    return tag_actions(actions_of(key, _corpus, segmenter)).astype(pd.CategoricalDtype(BEHAVIOURS))
 
 
 def spec_key(spec: ModelSpec) -> str:

@@ -25,7 +25,7 @@ from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, classify_table
 from rdpt_core.records import Origin, Record
 from rdpt_core.scoring import ROLES, ScoredCorpus
 
-from .loaders import BUILTINS, DEMO_ID, actions_of, behaviour_tags, builtin_dataset, corpus_key, workspace
+from .loaders import BUILTINS, DEMO_ID, actions_of, builtin_dataset, corpus_key, workspace
 
 DEFAULT_MODELS = {"teacher": "smollm2-135m-instruct", "student": "gemma3-270m", "distilled": "gemma3-270m-distilled"}
 SEGMENTERS = ("paper", "spacy", "paragraph")
@@ -173,7 +173,3 @@ def current_actions() -> pd.DataFrame | None:
     s = settings()
     return classify_table(actions_of(corpus_key(corpus), corpus, s.segmenter), s.alpha, s.beta)
 
-
-def current_behaviour_tags() -> pd.Series:
-    corpus = st.session_state.corpus
-    return behaviour_tags(corpus_key(corpus), corpus, st.session_state.segmenter)
