@@ -301,3 +301,14 @@ def test_suggest_beta_on_a_table_with_no_class_pair_is_none():
 
     empty = pd.DataFrame({"beta": [], "class_a": [], "class_b": [], "overlap": [], "top_pair": []}, dtype=object)
     assert suggest_beta(empty) is None
+
+
+def test_a_share_on_a_bin_edge_falls_in_the_bin_it_opens():
+    # 3/10, 6/10, 7/10 are bin edges; in binary 0.3 * 10 is 2.9999999999999996, and numpy's
+    # histogram put such shares in the bin below
+    shares = [3 / 10, 6 / 10, 7 / 10, 0.0, 1.0, 0.35]
+    counts = stats.histogram(shares, bins=10) * len(shares)
+    expected = [0] * 10
+    for bin_index in (3, 6, 7, 0, 9, 3):  # by hand: [0.3, 0.4) holds 0.3 and 0.35; 1.0 in the last
+        expected[bin_index] += 1
+    assert counts.round().astype(int).tolist() == expected
