@@ -167,3 +167,30 @@ def test_unload_frees_the_model_and_the_next_score_reloads(smollm2):
 def test_log_probs_are_log_probabilities(gemma):
     scores = gemma.score("The capital of France is", " Paris.")
     assert (scores.logprobs <= 0).all() and math.exp(scores.logprobs[0]) > 1e-4
+
+
+def test_generation_says_which_responses_the_token_limit_cut(smollm2):
+    from rdpt_core.backends.base import SamplingSettings
+
+    context = smollm2.render_context("Reply with the single word OK.")
+
+    def greedy(max_new_tokens: int, stop_regex: str | None = None):
+        settings = SamplingSettings(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop_regex=stop_regex)
+        return smollm2.generate_detailed([context], settings)[0][0]
+
+    # what the model does, read from a plain transformers call: its greedy reply ends with
+    # <|im_end|> well before 48 tokens
+    smollm2.load()
+    ids = torch.tensor([smollm2.encode(context, "")[0]])
+    with torch.inference_mode():
+        reference = smollm2._model.generate(input_ids=ids, max_new_tokens=48, do_sample=False)[0, ids.shape[1]:]
+    end = smollm2.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    n_reply = reference.tolist().index(end)
+    assert 0 < n_reply < 40
+
+    ended = greedy(48)
+    assert ended.truncated is False and ended.text == smollm2.tokenizer.decode(reference[:n_reply])
+    cut = greedy(n_reply)  # the limit falls just before the end token
+    assert cut.truncated is True and cut.text == ended.text
+    assert greedy(n_reply, stop_regex=r"\S").truncated is False  # stopped by the stop rule
+    assert smollm2.generate([context], SamplingSettings(n=1, temperature=0.0, max_new_tokens=48)) == [[ended.text]]

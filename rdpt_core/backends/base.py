@@ -106,6 +106,15 @@ class SamplingSettings:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
 
 
+@dataclass(frozen=True)
+class Generated:
+    """One sampled response: its text and whether the token limit cut it (it ended with neither
+    an end-of-sequence token nor a ``stop_regex`` match)."""
+
+    text: str
+    truncated: bool
+
+
 class ScoringBackend(ABC):
     """Scores responses under one model. The tokenizer is light and loaded at once; the
     weights are loaded lazily on the first :meth:`score` and freed by :meth:`unload`, so a
@@ -157,4 +166,12 @@ class ScoringBackend(ABC):
     ) -> list[list[str]]:
         """``settings.n`` sampled responses per context (fewer if ``should_stop`` cancels).
         ``on_batch(done, total)`` reports progress in sequences. Optional for a backend."""
+        return [[g.text for g in row] for row in self.generate_detailed(contexts, settings, on_batch, should_stop)]
+
+    def generate_detailed(
+        self, contexts: Sequence[str], settings: SamplingSettings,
+        on_batch: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[list[Generated]]:
+        """As :meth:`generate`, each response with whether the token limit cut it."""
         raise NotImplementedError(f"backend {self.name!r} cannot generate")

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..models import CheckpointError, ModelSpec, check_local_checkpoint, fingerprint, pin_revision
 from . import register_backend
-from .base import SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
+from .base import Generated, SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
 
 log = logging.getLogger(__name__)
 
@@ -403,11 +403,11 @@ class HFBackend(ScoringBackend):
 
     # ---- sampling ---------------------------------------------------------------------------
     @_owning
-    def generate(
+    def generate_detailed(
         self, contexts: Sequence[str], settings: SamplingSettings,
         on_batch: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-    ) -> list[list[str]]:
+    ) -> list[list[Generated]]:
         """Sample ``settings.n`` responses per context, in left-padded batches.
 
         Batch ``b`` is seeded with ``settings.seed + b``, so the same settings give the same
@@ -418,7 +418,8 @@ class HFBackend(ScoringBackend):
 
         self.load()
         jobs = [i for i in range(len(contexts)) for _ in range(settings.n)]
-        out: list[list[str]] = [[] for _ in contexts]
+        out: list[list[Generated]] = [[] for _ in contexts]
+        ends = self._end_ids()
         stop_re = re.compile(settings.stop_regex) if settings.stop_regex else None
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
@@ -441,16 +442,25 @@ class HFBackend(ScoringBackend):
                     pad_token_id=pad_id, stopping_criteria=self._stop_criteria(stop_re, width),
                 )
             for i, row in zip(batch, generated[:, width:].tolist()):
-                out[i].append(self._finish(row, stop_re))
+                out[i].append(self._finish(row, stop_re, ends))
             if on_batch is not None:
                 on_batch(min(lo + settings.batch_size, len(jobs)), len(jobs))
         return out
 
-    def _finish(self, new_ids: list[int], stop_re: re.Pattern[str] | None) -> str:
+    def _end_ids(self) -> set[int]:
+        """Token ids that end a generation: the tokenizer's EOS and the generation config's."""
+        configured = getattr(getattr(self._model, "generation_config", None), "eos_token_id", None)
+        ids = configured if isinstance(configured, list) else [configured]
+        return {i for i in [*ids, self.tokenizer.eos_token_id] if isinstance(i, int)}
+
+    def _finish(self, new_ids: list[int], stop_re: re.Pattern[str] | None, ends: set[int]) -> Generated:
+        """The response's text (cut after a stop match) and whether the token limit cut it:
+        neither an end token among its ids (padding after one comes later) nor a stop match."""
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         assert isinstance(text, str)  # one sequence of ids decodes to one string
         match = stop_re.search(text) if stop_re else None
-        return text[: match.end()] if match else text
+        return Generated(text[: match.end()] if match else text,
+                         truncated=match is None and not ends.intersection(new_ids))
 
     def _stop_criteria(self, stop_re: re.Pattern[str] | None, prompt_width: int):
         """Per-sequence stop once the new text matches ``stop_re`` (saves sampling time)."""
