@@ -30,6 +30,8 @@ class LoraSettings:
     weight_decay: float = 0.0
     max_length: int = 384
     seed: int = 0
+    save_dtype: str = "float32"  # "bfloat16" halves the adapter file (committed adapters ≤ 20 MB)
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: none)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "target_modules": list(self.target_modules)}
@@ -64,15 +66,40 @@ def _batch_loss(model, batch: list[tuple[list[int], int]], pad_id: int):
     return torch.nn.functional.cross_entropy(logits, targets), int(labelled.sum())
 
 
+def _order(n_examples: int, seed: int, epoch: int) -> list[int]:
+    """The examples' order in ``epoch``: a function of the seed and epoch only, so a resumed run
+    sees the batches an uninterrupted one would."""
+    order = list(range(n_examples))
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    return order
+
+
+def _checkpoint_path(out_dir: Path) -> Path:
+    return out_dir.with_name(out_dir.name + ".checkpoint.pt")
+
+
+def _save_checkpoint(path: Path, model, optimizer, schedule, step: int, history: list[float], seconds: float,
+                     settings: LoraSettings) -> None:
+    import torch
+    from peft import get_peft_model_state_dict
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"step": step, "history": history, "seconds": seconds, "settings": settings.to_dict(),
+                "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state()}, tmp)
+    tmp.replace(path)
+
+
 def train_lora(
     student: HFBackend, pairs: Sequence[tuple[str, str]], settings: LoraSettings, out_dir: Path,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Fine-tune ``student`` with a LoRA adapter on ``pairs`` and save the adapter to ``out_dir``."""
+    """Fine-tune ``student`` with a LoRA adapter on ``pairs`` and save the adapter to ``out_dir``.
+    With ``settings.checkpoint_every``, a checkpoint next to ``out_dir`` lets an interrupted run
+    resume where it stopped (same settings only); it is removed once the adapter is saved."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
-    random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     student.load()
     model = get_peft_model(student._model, LoraConfig(
@@ -90,11 +117,25 @@ def train_lora(
         * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)),
     )
     pad_id = student.tokenizer.pad_token_id or 0
-    started, history, step = time.perf_counter(), [], 0
+    history: list[float] = []
+    step, earlier_seconds = 0, 0.0
+    checkpoint = _checkpoint_path(out_dir)
+    if settings.checkpoint_every and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        if state["settings"] != settings.to_dict():
+            raise RuntimeError(f"{checkpoint} was written with other settings: delete it to start over")
+        set_peft_model_state_dict(model, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history, earlier_seconds = state["step"], state["history"], state["seconds"]
+        log(f"  resuming at step {step}/{total_steps} from {checkpoint}")
+    started = time.perf_counter() - earlier_seconds
     for epoch in range(settings.epochs):
-        order = list(range(len(examples)))
-        random.shuffle(order)
-        for lo in range(0, len(order), settings.batch_size):
+        order = _order(len(examples), settings.seed, epoch)
+        for batch_index, lo in enumerate(range(0, len(order), settings.batch_size)):
+            if epoch * steps_per_epoch + batch_index < step:
+                continue  # done before the checkpoint
             batch = [examples[i] for i in order[lo : lo + settings.batch_size]]
             loss, n_labels = _batch_loss(model, batch, pad_id)
             loss.backward()
@@ -107,7 +148,13 @@ def train_lora(
             if step % 10 == 0 or step == total_steps:
                 log(f"  step {step}/{total_steps} epoch {epoch + 1} loss {loss.item():.3f} "
                     f"({time.perf_counter() - started:.0f} s)")
+            if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step < total_steps:
+                _save_checkpoint(checkpoint, model, optimizer, schedule, step, history,
+                                 time.perf_counter() - started, settings)
+    if settings.save_dtype != "float32":
+        model.to(getattr(torch, settings.save_dtype))  # the adapter's weights; training is over
     model.save_pretrained(str(out_dir))  # peft takes a str path
+    checkpoint.unlink(missing_ok=True)
     trainable = sum(p.numel() for p in params)
     student.unload()
     return {"steps": step, "examples": len(examples), "trainable_params": trainable,
