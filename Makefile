@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models lint test test-fast app clean-cache lab demo-scores teacher-scores sources-demo bench bench-app math500-subset
+.PHONY: setup venv models lint test test-fast app clean-cache lab steps selection-experiment demo-scores teacher-scores sources-demo bench bench-app math500-subset
 
 setup: venv models
 
@@ -47,6 +47,16 @@ clean-cache:
 # The mini-distillation lab (see docs/lab.md): rebuilds demo/lab/ from the seed, ~41 min here.
 lab: setup
 	$(PY) -m rdpt_lab
+
+# The steps lineage (docs/lab.md): a teacher trained here on multi-step problems in a known style,
+# the student, and the student distilled on the teacher's verified samples, into demo/steps/.
+# Every stage is skipped when its output exists, training resumes from its checkpoint.
+steps: setup
+	$(PY) -m rdpt_lab.lineage
+
+# The paper's section-4 selection experiment on the steps lineage (docs/lab.md), resumable.
+selection-experiment: setup
+	$(PY) -m rdpt_lab selection-experiment --config rdpt_lab/configs/steps_selection.toml
 
 # Re-score the committed lab trajectories into the demo corpus (demo/lab/demo_scores.parquet).
 demo-scores: setup
