@@ -64,6 +64,7 @@ from rdpt_core.store import load_corpus
 
 from . import multistep as M
 from .lineage import accuracy
+from .stages import StageRunner, write_json
 from .train import LoraSettings, train_lora
 
 DEFAULT_STRATEGIES = ("random", "grape", "max_teacher_count", "min_teacher_count", "longest")
@@ -397,11 +398,6 @@ def choose_beta(actions: pd.DataFrame, grid: Sequence[float], bins: int) -> tupl
     return (stats.suggest_beta(overlaps) if len(overlaps) else None), overlaps
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-
-
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -476,42 +472,22 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-class Experiment:
+class Experiment(StageRunner):
     """Runs the stages in order; a stage whose output exists is skipped. ``ran`` and
     ``skipped`` list the stages of this object's calls, by name."""
 
     def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print) -> None:
-        self.config, self.out, self.log = config, config.out, log
-        path = self.out / "experiment.json"
-        self.manifest: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-        self.manifest.setdefault("stage_seconds", {})
-        self.manifest.setdefault("stages", {})
-        self.ran: list[str] = []
-        self.skipped: list[str] = []
+        super().__init__(config.out / "experiment.json", "selection", log)
+        self.config, self.out = config, config.out
         self._pool: tuple[ScoredCorpus, pd.DataFrame] | None = None
         self._beta: float | None = None
 
     # -- machinery
-    def _save(self) -> None:
+    def save(self) -> None:
         # JSON round trip: the recipe compares equal to one read back (tuples become lists)
         self.manifest["recipe"] = json.loads(json.dumps(self.config.recipe()))
         self.manifest["config"] = self.config.to_dict()
-        _write_json(self.out / "experiment.json", self.manifest)
-
-    def _stage(self, name: str, done: Path, work: Callable[[], Any]) -> None:
-        if done.exists():
-            self.skipped.append(name)
-            self.log(f"[selection] {name}: done ({done.relative_to(self.out)} exists)")
-            return
-        self.log(f"[selection] {name} ...")
-        started = time.perf_counter()
-        result = work()
-        self.manifest["stage_seconds"][name] = round(time.perf_counter() - started, 1)
-        if result is not None:
-            self.manifest["stages"][name] = result
-        self._save()
-        self.ran.append(name)
-        self.log(f"[selection] {name} done in {self.manifest['stage_seconds'][name]} s")
+        super().save()
 
     def check_recipe(self) -> None:
         """Refuse an out dir whose finished stages were made with another recipe."""
@@ -578,10 +554,10 @@ class Experiment:
                 top = overlaps[overlaps["top_pair"].astype(bool)]
                 info.update(beta=beta, mode="auto", grid=list(self.config.beta_grid), bins=self.config.beta_bins,
                             top_pair_overlaps=top.drop(columns="top_pair").to_dict("records"))
-            _write_json(path, info)
+            write_json(path, info)
             return {k: info[k] for k in ("beta", "mode", "candidates", "questions")}
 
-        self._stage("beta", path, work)
+        self.stage("beta", path, work)
         self._beta = float(json.loads(path.read_text())["beta"])
         return self._beta
 
@@ -607,7 +583,7 @@ class Experiment:
                 return {"n": len(rows), "mean_teacher_actions": float(picked["n_teacher"].mean()),
                         "mean_tokens": float(picked["n_tokens"].mean())}
 
-            self._stage(f"select:{strategy}", path, work)
+            self.stage(f"select:{strategy}", path, work)
         sizes = {s: len(self.selected(s)) for s in self.config.strategies}
         if len(set(sizes.values())) > 1:  # one answer per question each: equal unless the files were edited
             raise RuntimeError(f"the selected sets differ in size: {sizes}")
@@ -638,7 +614,7 @@ class Experiment:
             os.replace(partial, final)
             return {k: summary[k] for k in ("steps", "examples", "loss_first", "loss_last", "seconds")}
 
-        self._stage(f"train:{final.name}", final / "adapter_config.json", work)
+        self.stage(f"train:{final.name}", final / "adapter_config.json", work)
 
     # -- 4. evaluation
     def evaluate(self, strategy: str, seed: int) -> None:
@@ -653,7 +629,7 @@ class Experiment:
             write_records_jsonl(records, path)
             return accuracy(records)
 
-        self._stage(f"eval:{name}", path, work)
+        self.stage(f"eval:{name}", path, work)
 
     # -- 5. the table
     def table(self, rebuild: bool = False) -> dict[str, Any]:
@@ -678,14 +654,14 @@ class Experiment:
         results = {"beta": json.loads(beta_file.read_text())["beta"] if beta_file.exists() else None,
                    "checker": self.config.checker, "test_questions": str(self.config.test_questions),
                    "rows": rows, "conclusion": conclusion(rows)}
-        _write_json(path, results)
+        write_json(path, results)
         with atomic_path(self.out / "results.md") as tmp:
             tmp.write_text(f"# Selection experiment (β = {results['beta']})\n\n{results_markdown(rows)}\n"
                            f"{results['conclusion']}\n", encoding="utf-8")
         self.ran.append("table")
         if not rebuild:  # --only-table reads the outputs and leaves the run's record alone
             self.manifest["stage_seconds"]["table"] = round(time.perf_counter() - started, 1)
-            self._save()
+            self.save()
         return results
 
     def run(self, only_table: bool = False) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from rdpt_core.store import save_corpus
 
 from . import multistep as M
 from .models import LAB_DIR
+from .stages import StageRunner, write_json
 from .train import LoraSettings, train_lora
 
 STEPS_DIR = LAB_DIR.parent / "steps"
@@ -171,43 +172,19 @@ def load_questions(out: Path = STEPS_DIR) -> dict[str, list[M.Problem]]:
     return {name: [_problem(row) for row in rows] for name, rows in data.items()}
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-class Lineage:
+class Lineage(StageRunner):
     """Runs the stages in order; a stage whose outputs exist is skipped (its time kept)."""
 
     def __init__(self, config: StepsConfig, out: Path = STEPS_DIR, log: Callable[[str], None] = print) -> None:
-        self.config, self.out, self.log = config, out, log
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "manifest.json"
-        self.manifest: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-        self.manifest.setdefault("stage_seconds", {})
+        super().__init__(out / "manifest.json", "steps", log)
+        self.config, self.out = config, out
         self.manifest["config"] = config.to_dict()
-
-    def save(self) -> None:
-        _write_json(self.out / "manifest.json", self.manifest)
-
-    def stage(self, name: str, done: Path, work: Callable[[], Any]) -> None:
-        if done.exists():
-            self.log(f"[steps] {name}: done ({done.name} exists)")
-            return
-        self.log(f"[steps] {name} ...")
-        started = time.perf_counter()
-        result = work()
-        self.manifest["stage_seconds"][name] = round(time.perf_counter() - started, 1)
-        if result is not None:
-            self.manifest[name] = result
-        self.save()
-        self.log(f"[steps] {name} done in {self.manifest['stage_seconds'][name]} s")
 
     def questions(self) -> None:
         def work() -> dict:
             sets = make_questions(self.config)
-            _write_json(self.out / "questions.json", {k: [dict(zip(
+            write_json(self.out / "questions.json", {k: [dict(zip(
                 ("question_id", "split", "question", "answer", "steps", "solution", "kinds"), _fields(p)))
                 for p in v] for k, v in sets.items()})
             # the test set in the selection experiment's generic format (question_id, prompt, answer)
@@ -299,7 +276,7 @@ class Lineage:
             trajectories = load_records(self.out / TRAJECTORIES).records
             return known_origin_summary(pd.read_parquet(self.out / DEMO_SCORES), trajectories)
 
-        self.stage("ground_truth", self.out / GROUND_TRUTH, lambda: _write_json(self.out / GROUND_TRUTH, work()))
+        self.stage("ground_truth", self.out / GROUND_TRUTH, lambda: write_json(self.out / GROUND_TRUTH, work()))
 
 
 GROUND_TRUTH = "ground_truth.json"

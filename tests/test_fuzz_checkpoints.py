@@ -75,23 +75,6 @@ def names(message: str, name: str) -> bool:
 
 
 # ---- a tiny real checkpoint to break ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, smollm2_spec) -> Path:
-    """A 2-layer, 16-wide random Llama with SmolLM2's tokenizer and chat template (~3 MB)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    directory = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    config = LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                         tie_word_embeddings=True)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(Path(smollm2_spec.path) / name, directory / name)
-    return directory
-
-
 def copy_of(tiny: Path, where: Path) -> Path:
     target = Path(tempfile.mkdtemp(dir=where)) / "model"
     shutil.copytree(tiny, target)
