@@ -136,11 +136,36 @@ def visit(page, name: str) -> tuple[dict[str, bytes], int]:
         if tab is not None:
             tabs.nth(tab).click()
             wait_idle(page, 30)
+        wait_charts_settled(page)
         for chart in check_charts(page, name):
             measured.add(chart["index"])
         shoot(page, name if tab is None else f"{name}-tab{tab + 1}")
         download_visible(page, got)
     return got, len(measured)
+
+
+SETTLED_JS = r"""
+() => {
+  const shown = Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
+    .filter(c => c.offsetParent !== null);
+  const drawn = shown.filter(c => c.querySelector('svg.marks g.role-frame') || c.querySelector('canvas.marks'));
+  return [shown.length, drawn.length];
+}
+"""
+
+
+def wait_charts_settled(page, timeout: float = 90) -> None:
+    """Until every chart shown is drawn and their number has held for three polls a second
+    apart: on a loaded machine the run can end before vega-embed has drawn, or even before
+    Streamlit has sent, the last chart (counting right after 'Running…' went missed some)."""
+    deadline, history = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        shown, drawn = page.evaluate(SETTLED_JS)
+        history.append((shown, drawn))
+        if len(history) >= 3 and len(set(history[-3:])) == 1 and shown == drawn:
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"charts still changing after {timeout} s: (shown, drawn) {history[-5:]}")
 
 
 def download_visible(page, got: dict[str, bytes]) -> None:
