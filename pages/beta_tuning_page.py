@@ -55,7 +55,7 @@ def pattern_input() -> str:
     ss = st.session_state
     ss.setdefault("known_origin_pattern", ss.get("known_origin_default", ""))
     return str(seeded(st.text_input, "known_origin_pattern", "Teacher-style pattern (regular expression)",
-                      placeholder=r"Plan:|Step \d+ of \d+:|Check:",
+                      placeholder=r"Plan:|Step \d+ →|Check:",
                       help="Matched with Python's re.match at the start of each action, leading whitespace "
                            "stripped; case-sensitive unless the pattern starts with (?i)."))
 

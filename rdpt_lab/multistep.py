@@ -11,13 +11,13 @@ Numbers stay small (every intermediate value ≤ 120): a 135M model must be able
 
 The teacher style, written by the solver, is one a base model does not produce on its own::
 
-    Plan: track Mia's apples in 4 steps, then check.
+    Plan: track Mia's apples one event at a time, then check.
     Start: Mia has 12 apples.
-    Step 1 of 4: she gains 5, so 12 + 5 = 17 apples.
-    Step 2 of 4: 3 packs × 4 = 12 apples.
-    Step 3 of 4: 17 + 12 = 29 apples.
+    Step 1 → she gains 5, so 12 + 5 = 17 apples.
+    Step 2 → 3 packs × 4 = 12 apples.
+    Step 3 → 17 + 12 = 29 apples.
     Now the question asks for dollars, not apples.
-    Step 4 of 4: each is worth 2 dollars, so 29 × 2 = 58 dollars.
+    Step 4 → each is worth 2 dollars, so 29 × 2 = 58 dollars.
     Check: 58 ÷ 2 = 29, which matches step 3.
     The answer is 58.
 
@@ -36,29 +36,33 @@ from dataclasses import dataclass, field
 # Each kind has training phrasings and *different* test phrasings.
 PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "gain": {
-        "train": ("{N} buys {b} more {I}.", "{N} finds {b} more {I}.", "A friend gives {N} {b} {I}."),
+        "train": ("{N} buys {b} more {I}.", "{N} finds {b} more {I}.", "A friend gives {N} {b} {I}.",
+                  "{N} gets {b} more {I}.", "{N} picks up {b} more {I}."),
         "test": ("{N} wins {b} extra {I} at the fair.", "A neighbour hands {N} another {b} {I}."),
     },
     "lose": {
-        "train": ("{N} gives {b} {I} to a friend.", "{N} sells {b} of the {I}.", "{N} loses {b} {I}."),
+        "train": ("{N} gives {b} {I} to a friend.", "{N} sells {b} of the {I}.", "{N} loses {b} {I}.",
+                  "{N} uses {b} of the {I}.", "{N} drops {b} {I}."),
         "test": ("{N} trades away {b} {I}.", "{b} of the {I} break, and {N} throws them out."),
     },
     "packs": {
-        "train": ("{N} buys {k} packs with {b} {I} in each pack.", "{N} gets {k} boxes of {b} {I} each."),
+        "train": ("{N} buys {k} packs with {b} {I} in each pack.", "{N} gets {k} boxes of {b} {I} each.",
+                  "{N} receives {k} bags, and each bag has {b} {I}."),
         "test": ("{N} collects {k} bags holding {b} {I} apiece.", "{N} is given {k} crates, each with {b} {I}."),
     },
     "times": {
-        "train": ("The number of {I} {N} has {times_word}.",),
+        "train": ("The number of {I} {N} has {times_word}.", "{N}'s pile of {I} {times_word}."),
         "test": ("After a lucky week, {N} ends up with {times_adj} as many {I}.",),
     },
     "share": {
-        "train": ("{N} splits the {I} equally into {k} bags and keeps one bag.",),
+        "train": ("{N} splits the {I} equally into {k} bags and keeps one bag.",
+                  "{N} shares the {I} equally with friends so that {k} people get the same, and keeps one part."),
         "test": ("{N} divides the {I} evenly among {k} people, {P} included, and keeps {P_obj} share.",),
     },
 }
 FINAL_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "plain": {
-        "train": ("How many {I} does {N} have now?",),
+        "train": ("How many {I} does {N} have now?", "How many {I} does {N} have at the end?"),
         "test": ("What is the number of {I} {N} ends with?",),
     },
     "worth": {
@@ -164,7 +168,7 @@ def _solution(name: str, pronoun: str, item: str, start: int, ops: list[tuple[st
               final: tuple[str, int] | None) -> tuple[list[str], int, int]:
     """Teacher-style sentences, the answer and the number of arithmetic steps."""
     n_steps = sum(_steps_of(k) for k, _ in ops) + (1 if final else 0)
-    lines = [f"Plan: track {name}'s {item} in {n_steps} steps, then check.",
+    lines = [f"Plan: track {name}'s {item} one event at a time, then check.",
              f"Start: {name} has {start} {item}."]
     value, step = start, 0
     last_check, checked_step = "", 0  # the inverse of the last operation, and the step it returns to
@@ -172,7 +176,7 @@ def _solution(name: str, pronoun: str, item: str, start: int, ops: list[tuple[st
     def add(text: str) -> None:
         nonlocal step
         step += 1
-        lines.append(f"Step {step} of {n_steps}: {text}")
+        lines.append(f"Step {step} → {text}")
 
     for kind, nums in ops:
         before, checked_step = value, step
@@ -295,8 +299,8 @@ def is_correct(response: str, answer: int) -> bool:
 
 # ---- ground truth: the teacher style --------------------------------------------------------
 
-TEACHER_STYLE_RE = re.compile(r"^\s*(?:Plan:|Start:|Step \d+ of \d+:|Check:|Now the question asks\b)")
-STYLE_RULE = ("a sentence is teacher-style when it starts with 'Plan:', 'Start:', 'Step <i> of <n>:', "
+TEACHER_STYLE_RE = re.compile(r"^\s*(?:Plan:|Start:|Step \d+ →|Check:|Now the question asks\b)")
+STYLE_RULE = ("a sentence is teacher-style when it starts with 'Plan:', 'Start:', 'Step <i> →', "
               "'Check:' or 'Now the question asks' (the final 'The answer is N.' is asked for by every "
               "prompt, so it is not a teacher marker)")
 

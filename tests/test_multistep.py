@@ -46,7 +46,7 @@ def test_problems_have_three_to_six_steps_small_numbers_and_their_stated_answer(
         assert max(int(n) for n in re.findall(r"\d+", p.solution)) <= M.MAX_VALUE
         n_sentences = len([a for a in segment(p.solution) if a.text.strip()])
         assert 6 <= n_sentences <= 12, p.solution
-        assert len(re.findall(r"Step \d+ of \d+:", p.solution)) == p.steps
+        assert len(re.findall(r"Step \d+ →", p.solution)) == p.steps
 
 
 def test_train_and_test_share_no_phrasing_and_no_story():
