@@ -51,7 +51,6 @@ import pandas as pd
 from rdpt_core import stats
 from rdpt_core.answers import check_answer
 from rdpt_core.atomic import atomic_path
-from rdpt_core.backends import create_backend
 from rdpt_core.backends.base import SamplingSettings
 from rdpt_core.backends.hf import HFBackend
 from rdpt_core.models import TEMPLATE_MODES, ModelSpec, resolve_spec
@@ -65,7 +64,7 @@ from rdpt_core.store import load_corpus
 from . import multistep as M
 from .lineage import accuracy
 from .stages import StageRunner, write_json
-from .train import LoraSettings, train_lora
+from .train import LoraSettings, hf_backend, train_lora
 
 DEFAULT_STRATEGIES = ("random", "grape", "max_teacher_count", "min_teacher_count", "longest")
 CHECKERS = ("strict_final", "math_verify")
@@ -358,9 +357,7 @@ def check_response(response: str, answer: int | str, checker: str) -> bool:
 def greedy_answers(spec: ModelSpec, questions: Sequence[EvalQuestion], sampling: EvalSampling, checker: str,
              source: str, log: Callable[[str], None] = print) -> list[Record]:
     """One greedy answer per question from ``spec``, checked by ``checker``."""
-    backend = create_backend(spec)
-    if not isinstance(backend, HFBackend):
-        raise TypeError("the experiment generates with the 'hf' backend")
+    backend = hf_backend(spec, "evaluation")
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -511,10 +508,7 @@ class Experiment(StageRunner):
         return spec
 
     def _student(self) -> HFBackend:
-        backend = create_backend(self._spec())
-        if not isinstance(backend, HFBackend):
-            raise TypeError("LoRA training needs the 'hf' backend")
-        return backend
+        return hf_backend(self._spec(), "LoRA training")
 
     def pool(self) -> tuple[ScoredCorpus, pd.DataFrame]:
         """The candidate answers and their T/S action table (loaded once)."""

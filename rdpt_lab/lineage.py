@@ -32,9 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from rdpt_core.backends import create_backend
 from rdpt_core.backends.base import SamplingSettings
-from rdpt_core.backends.hf import HFBackend
 from rdpt_core.cache import TokenCache
 from rdpt_core.models import ModelSpec, resolve_spec
 from rdpt_core import origin
@@ -48,7 +46,7 @@ from rdpt_core.store import save_corpus
 from . import multistep as M
 from .models import LAB_DIR
 from .stages import StageRunner, write_json
-from .train import LoraSettings, train_lora
+from .train import LoraSettings, hf_backend, train_lora
 
 STEPS_DIR = LAB_DIR.parent / "steps"
 BASE_TEACHER, STUDENT = "smollm2-135m-instruct", "gemma3-270m"
@@ -113,9 +111,7 @@ def sample(spec: ModelSpec, problems: list[M.Problem], settings: SamplingSetting
            label: str, log: Callable[[str], None] = print) -> list[Record]:
     """``settings.n`` answers per problem from ``spec``, each checked by the strict rule; the
     record id says source, question and sample (``label``: "s0", "s1"… or "greedy")."""
-    backend = create_backend(spec)
-    if not isinstance(backend, HFBackend):
-        raise TypeError("the lab samples with the 'hf' backend")
+    backend = hf_backend(spec, "sampling")
     contexts = [backend.render_context(p.prompt) for p in problems]
     started = time.perf_counter()
 
@@ -157,14 +153,8 @@ def make_questions(config: StepsConfig) -> dict[str, list[M.Problem]]:
     return {"sft": sft, "train": pool[: config.train_questions], "heldout": heldout, "test": test}
 
 
-def _fields(problem: M.Problem) -> tuple:
-    return (problem.question_id, problem.split, problem.question, problem.answer, problem.steps,
-            problem.solution, problem.kinds)
-
-
 def _problem(row: dict) -> M.Problem:
-    return M.Problem(row["question_id"], row["split"], row["question"], row["answer"], row["steps"],
-                     row["solution"], tuple(row["kinds"]))
+    return M.Problem(**{**row, "kinds": tuple(row["kinds"])})  # JSON gives the kinds as a list
 
 
 def load_questions(out: Path = STEPS_DIR) -> dict[str, list[M.Problem]]:
@@ -184,9 +174,7 @@ class Lineage(StageRunner):
     def questions(self) -> None:
         def work() -> dict:
             sets = make_questions(self.config)
-            write_json(self.out / "questions.json", {k: [dict(zip(
-                ("question_id", "split", "question", "answer", "steps", "solution", "kinds"), _fields(p)))
-                for p in v] for k, v in sets.items()})
+            write_json(self.out / "questions.json", {k: [asdict(p) for p in v] for k, v in sets.items()})
             # the test set in the selection experiment's generic format (question_id, prompt, answer)
             write_jsonl(({"question_id": p.question_id, "prompt": p.prompt, "answer": p.answer}
                          for p in sets["test"]), self.out / TEST_QUESTIONS)
@@ -196,11 +184,8 @@ class Lineage(StageRunner):
 
     def teacher(self) -> None:
         def work() -> dict:
-            backend = create_backend(resolve_spec(BASE_TEACHER))
-            if not isinstance(backend, HFBackend):
-                raise TypeError("LoRA training needs the 'hf' backend")
             pairs = [(p.prompt, p.solution) for p in load_questions(self.out)["sft"]]
-            return train_lora(backend, pairs, self.config.teacher_lora, self.out / TEACHER_ADAPTER, log=self.log)
+            return train_lora(hf_backend(resolve_spec(BASE_TEACHER), "LoRA training"), pairs, self.config.teacher_lora, self.out / TEACHER_ADAPTER, log=self.log)
 
         self.stage("teacher", self.out / TEACHER_ADAPTER / "adapter_config.json", work)
 
@@ -223,10 +208,7 @@ class Lineage(StageRunner):
             pairs = [(r.prompt, r.response) for r in records if r.correct and r.question_id.startswith("tr")]
             if not pairs:
                 raise RuntimeError("no verified teacher answer to distil from")
-            backend = create_backend(resolve_spec(STUDENT))
-            if not isinstance(backend, HFBackend):
-                raise TypeError("LoRA training needs the 'hf' backend")
-            return train_lora(backend, pairs, self.config.student_lora, self.out / DISTILLED_ADAPTER, log=self.log)
+            return train_lora(hf_backend(resolve_spec(STUDENT), "LoRA training"), pairs, self.config.student_lora, self.out / DISTILLED_ADAPTER, log=self.log)
 
         self.stage("distill", self.out / DISTILLED_ADAPTER / "adapter_config.json", work)
 

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from rdpt_core.backends import create_backend
 from rdpt_core.backends.base import SamplingSettings
-from rdpt_core.backends.hf import HFBackend
 from rdpt_core.cache import TokenCache
 from rdpt_core.models import ModelSpec, resolve_spec
 from rdpt_core.records import Record, write_records_jsonl
@@ -36,7 +35,7 @@ from rdpt_core.scoring import ScoredCorpus, score_corpus
 from rdpt_core.store import save_corpus
 from . import problems as P
 from .models import LAB_DIR
-from .train import LoraSettings, train_lora
+from .train import LoraSettings, hf_backend, train_lora
 
 TEACHER, STUDENT, DISTILLED = "smollm2-135m-instruct", "gemma3-270m", "gemma3-270m-distilled"
 # Stop a sample once it has stated its answer ("The answer is 12."): what follows is noise.
@@ -211,10 +210,7 @@ def run(config: LabConfig, out: Path = LAB_DIR) -> dict:
     def sft_stage() -> dict:
         adapter = out / "adapter"
         shutil.rmtree(adapter, ignore_errors=True)
-        student = create_backend(specs["student"])
-        if not isinstance(student, HFBackend):
-            raise TypeError(f"LoRA training needs the 'hf' backend, got {type(student).__name__}")
-        return train_lora(student, sft_pairs, config.lora, adapter)
+        return train_lora(hf_backend(specs["student"], "LoRA training"), sft_pairs, config.lora, adapter)
 
     stages.manifest["sft"] = stages.timed("sft", sft_stage)
     trajectories = stages.timed("trajectories", sample_and_save, [

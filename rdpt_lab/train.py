@@ -14,7 +14,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rdpt_core.backends import create_backend
 from rdpt_core.backends.hf import HFBackend
+from rdpt_core.models import ModelSpec
+
+
+def hf_backend(spec: ModelSpec, purpose: str) -> HFBackend:
+    """The spec's backend, which must be the Hugging Face one: the lab trains and samples through
+    transformers (``purpose`` says what for, in the error)."""
+    backend = create_backend(spec)
+    if not isinstance(backend, HFBackend):
+        raise TypeError(f"{purpose} needs the 'hf' backend, got {type(backend).__name__}")
+    return backend
 
 
 @dataclass(frozen=True)
