@@ -62,7 +62,7 @@ from rdpt_core.selection import STRATEGIES, export_rows, response_features, sele
 from rdpt_core.store import load_corpus
 
 from . import multistep as M
-from .lineage import accuracy
+from .lineage import accuracy, generate
 from .stages import StageRunner, write_json
 from .train import LoraSettings, hf_backend, train_lora
 
@@ -355,26 +355,17 @@ def check_response(response: str, answer: int | str, checker: str) -> bool:
 
 
 def greedy_answers(spec: ModelSpec, questions: Sequence[EvalQuestion], sampling: EvalSampling, checker: str,
-             source: str, log: Callable[[str], None] = print) -> list[Record]:
-    """One greedy answer per question from ``spec``, checked by ``checker``."""
-    backend = hf_backend(spec, "evaluation")
-    started = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        log(f"  {source}: {done}/{total} answers ({time.perf_counter() - started:.0f} s)")
-
-    settings = sampling.settings()
-    try:
-        answers = backend.generate_detailed([backend.render_context(q.prompt) for q in questions], settings,
-                                            on_batch=progress)
-        records = []
-        for question, (answer, *_) in zip(questions, answers):
-            records.append(Record(
-                f"{source}:{question.question_id}:greedy", question.question_id, question.prompt, answer.text,
-                check_response(answer.text, question.answer, checker), source,
-                {"answer": question.answer, "sample": "greedy", "checker": checker, "truncated": answer.truncated}))
-    finally:
-        backend.unload()
+                   source: str, log: Callable[[str], None] = print) -> list[Record]:
+    """One greedy answer per question from ``spec``, checked by ``checker`` (``strict_final``
+    also wants the answer not cut by the token limit)."""
+    answers = generate(spec, [q.prompt for q in questions], sampling.settings(), f"{source} answers", log)
+    records = []
+    for question, (answer, *_) in zip(questions, answers):
+        correct = check_response(answer.text, question.answer, checker)
+        records.append(Record(
+            f"{source}:{question.question_id}:greedy", question.question_id, question.prompt, answer.text,
+            correct and not (checker == "strict_final" and answer.truncated), source,
+            {"answer": question.answer, "sample": "greedy", "checker": checker, "truncated": answer.truncated}))
     return records
 
 

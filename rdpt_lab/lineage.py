@@ -8,11 +8,14 @@ interrupted run resumes (training itself checkpoints every few steps). Stage tim
 1. questions  – seeded problems (rdpt_lab/multistep.py): the teacher's SFT set, the distillation
                 questions, a held-out set (training phrasings) and the test set (test phrasings);
 2. teacher    – SmolLM2-135M-Instruct + LoRA on the solver's teacher-style solutions;
+   teacher_test – the teacher answers every test question greedily (its accuracy, known before
+                anything is sampled from it);
 3. samples    – the teacher samples k answers per distillation and held-out question (T > 0),
                 each checked by the strict rule;
-4. distill    – Gemma-3-270M + LoRA on the verified samples of the distillation questions;
+4. distill    – Gemma-3-270M + LoRA on the verified samples of the distillation questions (at
+                most ``distill_per_question`` per question, the first verified ones);
 5. trajectories – the distilled model and the student answer every test question (sampled and
-                greedy), the teacher greedily: accuracies, truncations;
+                greedy); with the teacher's greedy answers: accuracies, truncations;
 6. score      – the distilled model's test answers scored by T, S and D: the demo corpus;
 7. teacher_score – the teacher's verified samples scored by T and S (β choice, data selection);
 8. ground_truth – provenance classes against the known teacher style (docs/lab.md): the
@@ -32,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from rdpt_core.backends.base import SamplingSettings
+from rdpt_core.backends.base import Generated, SamplingSettings
 from rdpt_core.cache import TokenCache
 from rdpt_core.models import ModelSpec, resolve_spec
 from rdpt_core import origin
@@ -53,6 +56,7 @@ BASE_TEACHER, STUDENT = "smollm2-135m-instruct", "gemma3-270m"
 TEACHER, DISTILLED = "smollm2-135m-steps-teacher", "gemma3-270m-steps-distilled"
 TEACHER_ADAPTER, DISTILLED_ADAPTER = "teacher_adapter", "distilled_adapter"
 TEACHER_SAMPLES, TRAJECTORIES = "teacher_samples.jsonl", "test_trajectories.jsonl"
+TEACHER_TEST = "teacher_test.jsonl"
 TEST_QUESTIONS = "test_questions.jsonl"
 DEMO_CORPUS, DEMO_SCORES, TEACHER_CORPUS = "corpus", "demo_scores.parquet", "teacher_corpus"
 # Stop once the answer is stated ("The answer is 12."): the strict rule wants it last.
@@ -77,6 +81,7 @@ class StepsConfig:
     heldout_questions: int = 16  # training phrasings, never trained on by D
     test_questions: int = 100  # test phrasings
     teacher_samples: int = 4  # per distillation / held-out question
+    distill_per_question: int = 2  # verified teacher answers per question D is trained on
     test_samples: int = 2  # sampled answers of D and S per test question (plus one greedy)
     temperature: float = 0.7
     top_p: float = 1.0  # top-p sorts Gemma's 262k-entry vocabulary at every step: too slow here
@@ -107,18 +112,27 @@ def lineage_specs(out: Path = STEPS_DIR) -> dict[str, ModelSpec]:
     return {"teacher": teacher_spec(out), "student": resolve_spec(STUDENT), "distilled": distilled_spec(out)}
 
 
+def generate(spec: ModelSpec, prompts: list[str], settings: SamplingSettings, what: str,
+             log: Callable[[str], None] = print) -> list[list[Generated]]:
+    """``settings.n`` answers per prompt from ``spec``, each prompt rendered as the scoring
+    engine renders it; progress is logged per batch as ``what``. The model is unloaded after."""
+    backend = hf_backend(spec, what)
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        log(f"  {what}: {done}/{total} ({time.perf_counter() - started:.0f} s)")
+
+    try:
+        return backend.generate_detailed([backend.render_context(p) for p in prompts], settings, on_batch=progress)
+    finally:
+        backend.unload()
+
+
 def sample(spec: ModelSpec, problems: list[M.Problem], settings: SamplingSettings, source: str,
            label: str, log: Callable[[str], None] = print) -> list[Record]:
     """``settings.n`` answers per problem from ``spec``, each checked by the strict rule; the
     record id says source, question and sample (``label``: "s0", "s1"… or "greedy")."""
-    backend = hf_backend(spec, "sampling")
-    contexts = [backend.render_context(p.prompt) for p in problems]
-    started = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        log(f"  {source} {label}: {done}/{total} ({time.perf_counter() - started:.0f} s)")
-
-    answers = backend.generate_detailed(contexts, settings, on_batch=progress)
+    answers = generate(spec, [p.prompt for p in problems], settings, f"{source} {label}", log)
     records = []
     for problem, generated in zip(problems, answers):
         for k, answer in enumerate(generated):
@@ -129,8 +143,19 @@ def sample(spec: ModelSpec, problems: list[M.Problem], settings: SamplingSetting
                 stated == problem.answer and not answer.truncated, source,
                 {"answer": problem.answer, "stated": stated, "sample": tag, "split": problem.split,
                  "steps": problem.steps, "kinds": list(problem.kinds), "truncated": answer.truncated}))
-    backend.unload()
     return records
+
+
+def distillation_pairs(records: list[Record], per_question: int) -> list[tuple[str, str]]:
+    """(prompt, response) of the first ``per_question`` verified teacher answers to each
+    distillation question (ids "tr…"), in file order."""
+    kept: dict[str, int] = {}
+    pairs = []
+    for r in records:
+        if r.correct and r.question_id.startswith("tr") and kept.get(r.question_id, 0) < per_question:
+            kept[r.question_id] = kept.get(r.question_id, 0) + 1
+            pairs.append((r.prompt, r.response))
+    return pairs
 
 
 def accuracy(records: list[Record]) -> dict[str, Any]:
@@ -189,13 +214,21 @@ class Lineage(StageRunner):
 
         self.stage("teacher", self.out / TEACHER_ADAPTER / "adapter_config.json", work)
 
+    def teacher_test(self) -> None:
+        def work() -> dict:
+            c = self.config
+            records = sample(teacher_spec(self.out), load_questions(self.out)["test"],
+                             c.sampling(1, 300, greedy=True), "teacher", "greedy", self.log)
+            write_records_jsonl(records, self.out / TEACHER_TEST)
+            return accuracy(records)
+
+        self.stage("teacher_test", self.out / TEACHER_TEST, work)
+
     def samples(self) -> None:
         def work() -> dict:
             sets, c = load_questions(self.out), self.config
-            records = [*sample(teacher_spec(self.out), sets["train"], c.sampling(c.teacher_samples, 10), "teacher",
-                               "s", self.log),
-                       *sample(teacher_spec(self.out), sets["heldout"], c.sampling(c.teacher_samples, 20), "teacher",
-                               "s", self.log)]
+            records = sample(teacher_spec(self.out), sets["train"] + sets["heldout"],
+                             c.sampling(c.teacher_samples, 10), "teacher", "s", self.log)
             write_records_jsonl(records, self.out / TEACHER_SAMPLES)
             return {name: accuracy([r for r in records if r.question_id.startswith(prefix)])
                     for name, prefix in (("distillation", "tr"), ("heldout", "ho"))}
@@ -205,7 +238,7 @@ class Lineage(StageRunner):
     def distill(self) -> None:
         def work() -> dict:
             records = load_records(self.out / TEACHER_SAMPLES).records
-            pairs = [(r.prompt, r.response) for r in records if r.correct and r.question_id.startswith("tr")]
+            pairs = distillation_pairs(records, self.config.distill_per_question)
             if not pairs:
                 raise RuntimeError("no verified teacher answer to distil from")
             return train_lora(hf_backend(resolve_spec(STUDENT), "LoRA training"), pairs, self.config.student_lora, self.out / DISTILLED_ADAPTER, log=self.log)
@@ -220,7 +253,7 @@ class Lineage(StageRunner):
                 records += sample(specs[role], test, c.sampling(c.test_samples, 100 + offset), role, "s", self.log)
                 records += sample(specs[role], test, c.sampling(1, 200 + offset, greedy=True), role, "greedy",
                                   self.log)
-            records += sample(specs["teacher"], test, c.sampling(1, 300, greedy=True), "teacher", "greedy", self.log)
+            records += load_records(self.out / TEACHER_TEST).records
             write_records_jsonl(records, self.out / TRAJECTORIES)
             return {role: {kind: accuracy([r for r in records if r.source == role
                                            and (r.meta["sample"] == "greedy") == (kind == "greedy")])
@@ -291,7 +324,7 @@ def known_origin_summary(actions: pd.DataFrame, trajectories: list[Record], alph
     }
 
 
-STAGES = ("questions", "teacher", "samples", "distill", "trajectories", "score", "teacher_score", "ground_truth")
+STAGES = ("questions", "teacher", "teacher_test", "samples", "distill", "trajectories", "score", "teacher_score", "ground_truth")
 
 
 def main(argv: list[str] | None = None) -> int:

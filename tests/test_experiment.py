@@ -239,6 +239,18 @@ def test_checkers(checker, response, answer, correct):
     assert E.check_response(response, answer, checker) is correct
 
 
+@pytest.mark.parametrize("checker", ["strict_final", "math_verify"])
+def test_a_cut_answer_is_wrong_under_the_strict_rule_only(monkeypatch, checker):
+    from rdpt_core.backends.base import Generated
+
+    # the token limit fell right after "The answer is 7." (no EOS, no stop match seen)
+    monkeypatch.setattr(E, "generate", lambda *a, **k: [[Generated("3 + 4 = 7. The answer is 7.", True)],
+                                                          [Generated("3 + 5 = 8. The answer is 8.", False)]])
+    questions = [E.EvalQuestion("a", "p", 7), E.EvalQuestion("b", "q", 8)]
+    records = E.greedy_answers(None, questions, E.EvalSampling(), checker, "x")  # type: ignore[arg-type]
+    assert [(r.correct, r.meta["truncated"]) for r in records] == [(checker == "math_verify", True), (True, False)]
+
+
 # ---- β and selection (no model) ------------------------------------------------------------------
 def experiment_config(tmp_path: Path, corpus: Path, **changes) -> E.ExperimentConfig:
     data = {"student": "some/model", "teacher_corpus": str(corpus), "test_questions": str(tmp_path / "t.jsonl"),

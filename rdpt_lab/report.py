@@ -1,0 +1,184 @@
+"""The steps lineage's tables in docs/lab.md, generated from the committed artifacts.
+
+Each table sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in the
+doc; :func:`fill` rewrites what is between the markers, so the doc cannot drift from
+``demo/steps/`` (a test checks it does not): ``python -m rdpt_lab.report`` rewrites docs/lab.md.
+
+Inputs: ``manifest.json`` (accuracies, stage results, stage times), ``ground_truth.json`` (classes
+against the known teacher style) and ``selection/results.json`` (the selection experiment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rdpt_core.atomic import atomic_path
+from rdpt_core.models import PROJECT_ROOT
+
+from .experiment import conclusion, results_markdown
+from .lineage import GROUND_TRUTH, STAGES, STEPS_DIR
+
+DOC = PROJECT_ROOT / "docs" / "lab.md"
+NOT_RUN = "_(not run yet)_\n"
+ROLES = ("teacher", "student", "distilled")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool] | None = None) -> str:
+    """A markdown table; ``right[i]`` right-aligns column i (numbers)."""
+    right = right or [False] * len(headers)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or x != x else f"{100 * x:.1f}%"  # x != x: NaN
+
+
+def _acc(summary: Mapping[str, Any] | None) -> str:
+    """``41.0% (41/100) [31.9%, 50.8%]`` from :func:`rdpt_lab.lineage.accuracy`'s summary."""
+    if not summary or not summary.get("n"):
+        return "–"
+    lo, hi = summary["wilson95"]
+    return f"{_pct(summary['accuracy'])} ({summary['correct']}/{summary['n']}) [{_pct(lo)}, {_pct(hi)}]"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def accuracy_table(manifest: Mapping[str, Any]) -> str:
+    """Greedy and sampled test accuracy per model, 95% Wilson intervals, truncated answers."""
+    stages = manifest.get("stages", {})
+    runs = {role: dict(stages.get("trajectories", {}).get(role, {})) for role in ROLES}
+    if "teacher_test" in stages:
+        runs["teacher"].setdefault("greedy", stages["teacher_test"])
+    if not any(runs.values()):
+        return NOT_RUN
+    rows = [[role, _acc(runs[role].get("greedy")), runs[role].get("greedy", {}).get("truncated", "–"),
+             _acc(runs[role].get("sampled")), runs[role].get("sampled", {}).get("truncated", "–")] for role in ROLES]
+    out = table(["model", "greedy: accuracy (k/n) [95% Wilson]", "greedy: truncated",
+                 "sampled: accuracy (k/n) [95% Wilson]", "sampled: truncated"], rows, [False, True, True, True, True])
+    teacher, student = runs["teacher"].get("greedy"), runs["student"].get("greedy")
+    if teacher and student and teacher.get("n") and student.get("n"):
+        ratio = "∞ (the student solves none)" if not student["correct"] else \
+            f"{teacher['accuracy'] / student['accuracy']:.1f}×"
+        out += f"\nTeacher ÷ student greedy accuracy: {ratio}.\n"
+    return out
+
+
+def training_table(manifest: Mapping[str, Any]) -> str:
+    """The two LoRA runs and the teacher's samples they rest on."""
+    stages = manifest.get("stages", {})
+    rows = []
+    for name, what in (("teacher", "teacher: SmolLM2-135M-Instruct + LoRA on solver solutions"),
+                       ("distill", "distilled: Gemma-3-270M + LoRA on verified teacher samples")):
+        run = stages.get(name)
+        if run:
+            rows.append([what, run["examples"], run["steps"], f"{run['loss_first']:.3f} → {run['loss_last']:.3f}",
+                         _minutes(run["seconds"])])
+    samples = stages.get("samples", {})
+    out = table(["run", "examples", "steps", "loss first → last", "time"], rows, [False, True, True, False, True]) \
+        if rows else NOT_RUN
+    if samples:
+        out += "\n" + table(["teacher samples (T = 0.7)", "verified (k/n) [95% Wilson]", "truncated"],
+                            [[name, _acc(samples.get(name)), samples.get(name, {}).get("truncated", "–")]
+                             for name in ("distillation", "heldout")], [False, True, True])
+    return out
+
+
+def stage_table(manifest: Mapping[str, Any], stages: Sequence[str]) -> str:
+    seconds = manifest.get("stage_seconds", {})
+    rows = [[name, _minutes(seconds[name])] for name in stages if name in seconds]
+    if not rows:
+        return NOT_RUN
+    total = sum(seconds[name] for name in stages if name in seconds)
+    return table(["stage", "time"], [*rows, ["**total**", f"**{_minutes(total)}**"]], [False, True])
+
+
+def confusion_table(truth: Mapping[str, Any]) -> str:
+    rows = [[r["cls"], r["teacher_style"], r["other"], _pct(r["share_of_teacher_style"]), _pct(r["share_of_other"])]
+            for r in truth["confusion"]]
+    return (f"α = {truth['alpha']}, β = {truth['beta']}; unit: sentences (actions) of the demo corpus.\n\n"
+            + table(["class", "teacher-style", "other", "share of teacher-style", "share of other"], rows,
+                    [False, True, True, True, True]))
+
+
+def agreement_table(truth: Mapping[str, Any]) -> str:
+    rows = [[r["beta"], r["n_teacher_style"], r["n_other"], _pct(r["teacher_recall"]),
+             _pct(r["teacher_or_boosted_recall"]), _pct(r["teacher_precision"]), _pct(r["other_as_teacher"])]
+            for r in truth["agreement"]]
+    return table(["β", "teacher-style", "other", "Teacher recall", "Teacher-or-Boosted recall",
+                  "Teacher precision", "other classified Teacher"], rows, [True] * 7)
+
+
+def style_table(truth: Mapping[str, Any]) -> str:
+    rows = [[role, s["sentences"], s["teacher_style"], _pct(s["share"])]
+            for role, s in truth["style_share"].items()]
+    return table(["model (its own test answers)", "sentences", "teacher-style", "share"], rows,
+                 [False, True, True, True])
+
+
+def selection_table(results: Mapping[str, Any]) -> str:
+    return f"β = {results['beta']} (chosen before training).\n\n{results_markdown(results['rows'])}\n" \
+           f"{conclusion(results['rows'])}\n"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _or_not_run(data: dict[str, Any] | None, render: Callable[[dict[str, Any]], str]) -> str:
+    return NOT_RUN if data is None else render(data)
+
+
+def lineage_tables(out: Path) -> dict[str, str]:
+    """Every generated table of docs/lab.md from the lineage folder ``out``."""
+    manifest = _read(out / "manifest.json") or {}
+    truth, selection = _read(out / GROUND_TRUTH), _read(out / "selection" / "results.json")
+    experiment = _read(out / "selection" / "experiment.json") or {}
+    return {
+        "steps-accuracy": accuracy_table(manifest),
+        "steps-training": training_table(manifest),
+        "steps-stages": stage_table(manifest, STAGES),
+        "steps-confusion": _or_not_run(truth, confusion_table),
+        "steps-agreement": _or_not_run(truth, agreement_table),
+        "steps-style": _or_not_run(truth, style_table),
+        "steps-selection": _or_not_run(selection, selection_table),
+        "steps-selection-stages": stage_table(experiment, list(experiment.get("stage_seconds", {}))),
+    }
+
+
+_BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+
+
+def fill(text: str, tables: Mapping[str, str]) -> str:
+    """``text`` with every generated block's body replaced by its table; a block without a
+    table, or a table without a block, is an error (a renamed table must not go stale silently)."""
+    names = [m["name"] for m in _BLOCK.finditer(text)]
+    unknown, unused = sorted(set(names) - set(tables)), sorted(set(tables) - set(names))
+    if unknown or unused:
+        raise ValueError(f"generated blocks without a table: {unknown}; tables without a block: {unused}")
+    return _BLOCK.sub(lambda m: m.group(1) + tables[m["name"]] + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rdpt_lab.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=STEPS_DIR, help="the lineage folder")
+    parser.add_argument("--doc", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+    text = args.doc.read_text(encoding="utf-8")
+    with atomic_path(args.doc) as tmp:
+        tmp.write_text(fill(text, lineage_tables(args.out)), encoding="utf-8")
+    print(f"wrote {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

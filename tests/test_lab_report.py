@@ -1,0 +1,57 @@
+"""docs/lab.md's generated tables (rdpt_lab/report.py): filled from the committed artifacts."""
+
+from __future__ import annotations
+
+import pytest
+
+from rdpt_lab import lineage, report
+
+
+def test_docs_lab_tables_are_what_the_committed_artifacts_say():
+    doc = report.DOC.read_text(encoding="utf-8")
+    assert report.fill(doc, report.lineage_tables(lineage.STEPS_DIR)) == doc, \
+        "docs/lab.md is stale: run `python -m rdpt_lab.report`"
+
+
+def test_fill_replaces_each_block_and_refuses_blocks_and_tables_that_do_not_pair():
+    text = "a\n<!-- generated:x -->\nold\n<!-- /generated:x -->\nb\n<!-- generated:y -->\n<!-- /generated:y -->\n"
+    filled = report.fill(text, {"x": "X1\n", "y": "Y\n"})
+    assert filled == "a\n<!-- generated:x -->\nX1\n<!-- /generated:x -->\nb\n<!-- generated:y -->\nY\n<!-- /generated:y -->\n"
+    assert report.fill(filled, {"x": "X1\n", "y": "Y\n"}) == filled  # idempotent
+    with pytest.raises(ValueError, match=r"without a table: \['y'\]"):
+        report.fill(text, {"x": "X\n"})
+    with pytest.raises(ValueError, match=r"without a block: \['z'\]"):
+        report.fill(text, {"x": "X\n", "y": "Y\n", "z": "Z\n"})
+
+
+def _summary(correct: int, n: int, truncated: int = 0) -> dict:
+    return lineage.accuracy([lineage.Record(f"r{i}", f"q{i}", "p", "r", i < correct, "s",
+                                            {"truncated": i >= n - truncated}) for i in range(n)])
+
+
+def test_accuracy_table_rows_and_the_teacher_student_ratio():
+    manifest = {"stages": {
+        "teacher_test": _summary(41, 100, 2),
+        "trajectories": {"student": {"greedy": _summary(5, 100, 60), "sampled": _summary(8, 200, 130)},
+                         "distilled": {"greedy": _summary(30, 100), "sampled": _summary(50, 200, 1)}},
+    }}
+    out = report.accuracy_table(manifest)
+    lines = out.splitlines()
+
+    def shown(k: int, n: int) -> str:
+        lo, hi = _summary(k, n)["wilson95"]
+        return f"{100 * k / n:.1f}% ({k}/{n}) [{100 * lo:.1f}%, {100 * hi:.1f}%]"
+
+    assert lines[2] == f"| teacher | {shown(41, 100)} | 2 | – | – |"
+    assert lines[3] == f"| student | {shown(5, 100)} | 60 | {shown(8, 200)} | 130 |"
+    assert lines[4] == f"| distilled | {shown(30, 100)} | 0 | {shown(50, 200)} | 1 |"
+    assert "Teacher ÷ student greedy accuracy: 8.2×." in out  # 0.41 / 0.05
+    manifest["stages"]["trajectories"]["student"]["greedy"] = _summary(0, 100)
+    assert "∞ (the student solves none)" in report.accuracy_table(manifest)
+    assert report.accuracy_table({}) == report.NOT_RUN
+
+
+def test_stage_table_formats_minutes_and_sums_the_listed_stages_only():
+    manifest = {"stage_seconds": {"questions": 0.3, "teacher": 3725.0, "other": 99.0}}
+    assert report.stage_table(manifest, ["questions", "teacher", "samples"]).splitlines()[2:] == [
+        "| questions | 0.3 s |", "| teacher | 62 min 05.0 s |", "| **total** | **62 min 05.3 s** |"]

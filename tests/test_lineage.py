@@ -1,0 +1,54 @@
+"""The steps lineage's bookkeeping (rdpt_lab/lineage.py): question sets, the distillation data it
+keeps, and the accuracies it records. The stages that train and sample run in `make steps`."""
+
+from __future__ import annotations
+
+from rdpt_core.records import Record
+from rdpt_lab import lineage
+
+
+def _record(question_id: str, sample: str, correct: bool, truncated: bool = False) -> Record:
+    return Record(f"teacher:{question_id}:{sample}", question_id, f"prompt {question_id}",
+                  f"answer {question_id} {sample}", correct, "teacher", {"truncated": truncated})
+
+
+def test_distillation_pairs_keep_the_first_verified_answers_of_distillation_questions_only():
+    records = [
+        _record("tr0000", "s0", False), _record("tr0000", "s1", True), _record("tr0000", "s2", True),
+        _record("tr0000", "s3", True),  # a third verified answer: over the cap of 2
+        _record("tr0001", "s0", True),
+        _record("tr0002", "s0", False),  # nothing verified: the question gives nothing
+        _record("ho0000", "s0", True),  # held out: never trained on
+    ]
+    pairs = lineage.distillation_pairs(records, per_question=2)
+    assert pairs == [("prompt tr0000", "answer tr0000 s1"), ("prompt tr0000", "answer tr0000 s2"),
+                     ("prompt tr0001", "answer tr0001 s0")]
+    assert lineage.distillation_pairs(records, per_question=1) == [pairs[0], pairs[2]]
+
+
+def test_accuracy_counts_correct_and_truncated_records_with_a_wilson_interval():
+    records = [_record("te0000", "greedy", True), _record("te0001", "greedy", False, truncated=True),
+               _record("te0002", "greedy", False), _record("te0003", "greedy", True)]
+    summary = lineage.accuracy(records)
+    assert (summary["n"], summary["correct"], summary["accuracy"], summary["truncated"]) == (4, 2, 0.5, 1)
+    # Wilson 95% for 2/4, z = 1.959964: centre (2 + z²/2)/(4 + z²), half-width z·√(pq/n + z²/4n²)/(1 + z²/n)
+    z = 1.959964
+    centre = (0.5 + z * z / 8) / (1 + z * z / 4)
+    half = z * (0.25 / 4 + z * z / 64) ** 0.5 / (1 + z * z / 4)
+    assert summary["wilson95"] == [round(centre - half, 4), round(centre + half, 4)]
+    assert lineage.accuracy([])["accuracy"] is None
+
+
+def test_question_sets_are_disjoint_and_the_test_set_uses_test_phrasings():
+    config = lineage.StepsConfig(teacher_sft_questions=60, train_questions=20, heldout_questions=5, test_questions=15)
+    sets = lineage.make_questions(config)
+    assert {k: len(v) for k, v in sets.items()} == {"sft": 60, "train": 20, "heldout": 5, "test": 15}
+    texts = {name: {p.question for p in problems} for name, problems in sets.items()}
+    names = list(texts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not texts[a] & texts[b], (a, b)
+    assert {p.split for p in sets["test"]} == {"test"}
+    assert {p.split for name in ("sft", "train", "heldout") for p in sets[name]} == {"train"}
+    ids = [p.question_id for problems in sets.values() for p in problems]
+    assert len(ids) == len(set(ids))
