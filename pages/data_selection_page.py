@@ -3,13 +3,15 @@ strategy prefers (the paper's: most Teacher actions), compare strategies, export
 
 import streamlit as st
 
-from rdpt_app.loaders import actions_of, corpus_key, teacher_corpus, teacher_origins
+from rdpt_app.loaders import SELECTION_RESULTS, actions_of, corpus_key, selection_results, teacher_corpus, teacher_origins
 from rdpt_app.state import settings
 from rdpt_app.widgets import chart, download, frozen
 from rdpt_core.charts import agreement_chart, selection_chart
 from rdpt_core.records import jsonl_lines
+from rdpt_core.render import escape_markdown
 from rdpt_core.report import build_report
 from rdpt_core.scoring import ScoredCorpus
+from rdpt_lab.experiment import conclusion, read_results, results_frame
 from rdpt_core.selection import (
     STRATEGIES, agreement, box_plot_points, export_rows, has_candidates, kept_per_question, picks_by_strategy,
     response_features, strategy_summary,
@@ -120,3 +122,30 @@ download(d[1], "Features of every response (CSV)", lambda: features.to_csv(index
 download(d[2], "Report (HTML)", report, "rdpt-selection-report.html", "text/html", "sel_dl_report")
 st.caption("The JSONL keeps every field of the input rows (SkyThought rows are cut to the chosen "
            "response) and adds rdpt_strategy, rdpt_beta and rdpt_<feature> columns.")
+
+st.subheader("Does the selection train a better student? (paper section 4)")
+st.caption("One LoRA of the student per strategy on one teacher answer per question (the same number "
+           "for every strategy, the same recipe and seed), then greedy accuracy on unseen test questions "
+           "with 95% Wilson intervals. The lab's run: `make selection-experiment` (docs/lab.md); yours: "
+           "`python -m rdpt_lab selection-experiment --config my.toml`.")
+uploaded = st.file_uploader("Open the results.json of your own run", type=["json"], key="sel_results_upload")
+results, shown = None, "the lab's steps lineage"
+if uploaded is not None:
+    try:
+        results, shown = read_results(uploaded.getvalue().decode("utf-8", "replace"), uploaded.name), uploaded.name
+    except ValueError as err:
+        st.error(f"{err} (the lab's results are shown instead)")
+if results is None:
+    path = SELECTION_RESULTS
+    results = selection_results(str(path), path.stat().st_mtime if path.exists() else 0.0)
+if results is None:
+    st.info("The lab's selection experiment has not been run here yet (`make selection-experiment`).")
+else:
+    frame = results_frame(results)
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(frame, hide_index=True, column_config={"accuracy": percent, "ci_low": percent, "ci_high": percent})
+    # recomputed from the rows, not read from the file: its text is not ours to render
+    beta = results.get("beta")
+    beta_shown = f"{beta:g}" if isinstance(beta, (int, float)) else escape_markdown(beta)
+    st.markdown(f"**{escape_markdown(shown)}**, β = {beta_shown}: "
+                f"{escape_markdown(conclusion(results['rows']))}")

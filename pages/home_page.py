@@ -30,6 +30,9 @@ with right:
         if st.button(label, type="primary" if primary else "secondary", key=f"home_open_{dataset_id}"):
             open_dataset(dataset_id)
             st.switch_page("pages/explorer_page.py")
+    if st.button("Compare real AIME24 sources (three SkyThought models)", key="home_open_sources"):
+        st.session_state.pop("src_data", None)  # the page's first choice: the bundled responses
+        st.switch_page("pages/sources_page.py")
     st.page_link("pages/models_page.py", label="Choose models", icon=":material/memory:")
     st.page_link("pages/trajectories_page.py", label="Bring trajectories", icon=":material/upload_file:")
     st.page_link("pages/data_selection_page.py", label="Select distillation data", icon=":material/filter_alt:")

@@ -29,6 +29,8 @@ from rdpt_core.workspace import LoadedDataset, Workspace
 DEMO_DIR = Path(os.environ.get("RDPT_DEMO_DIR", PROJECT_ROOT / "demo" / "lab"))
 DATA_DIR = PROJECT_ROOT / "data"
 SOURCES_DEMO = DATA_DIR / "aime24_sources" / "responses.parquet"
+# the steps lineage's selection experiment (docs/lab.md): results of `make selection-experiment`
+SELECTION_RESULTS = PROJECT_ROOT / "demo" / "steps" / "selection" / "results.json"
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,16 @@ def sources_demo() -> tuple[pd.DataFrame, str]:
     """AIME24 responses of three SkyThought models under one reference model, and its label."""
     table = pd.read_parquet(SOURCES_DEMO)
     return table, str(table.attrs.get("reference", "reference model"))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def selection_results(path: str, mtime: float) -> dict | None:
+    """A selection experiment's checked ``results.json`` (``mtime`` renews the cache when a run
+    rewrites it); None when there is none."""
+    from rdpt_lab.experiment import read_results
+
+    file = Path(path)
+    return read_results(file.read_text(encoding="utf-8"), file.name) if file.exists() else None
 
 
 # corpus object -> its content key, computed once per object: hashing every token of a 10k-response

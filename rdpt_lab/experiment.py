@@ -400,6 +400,65 @@ def result_row(strategy: str, seed: int, selected: Sequence[Mapping[str, Any]], 
             "wilson95": acc["wilson95"], "truncated": acc["truncated"]}
 
 
+RESULT_FIELDS = ("strategy", "seed", "n_train", "mean_teacher_actions", "mean_tokens", "n_test", "correct",
+                 "accuracy", "wilson95", "truncated")
+
+
+def read_results(text: str, source: str = "results.json") -> dict[str, Any]:
+    """A ``results.json`` written by :meth:`Experiment.table`, checked: errors name the file,
+    the row and the field (the app reads users' own runs)."""
+    try:
+        results = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: not JSON ({err.msg}, line {err.lineno})") from err
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise ValueError(f"{source}: not a selection-experiment result (no 'rows' list); "
+                         "it is the results.json that `python -m rdpt_lab selection-experiment` writes")
+    for number, row in enumerate(results["rows"], 1):
+        missing = [k for k in RESULT_FIELDS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ValueError(f"{source}: row {number} lacks {', '.join(missing)}")
+        bad = [k for k, ok in _result_checks(row).items() if not ok]
+        if bad:
+            raise ValueError(f"{source}: row {number}: " + "; ".join(f"{k} = {row[k]!r} is not {_RESULT_TYPES[k]}"
+                                                                      for k in bad))
+    return results
+
+
+_RESULT_TYPES = {"strategy": "a string", "seed": "an integer", "n_train": "an integer ≥ 0",
+                 "mean_teacher_actions": "a number", "mean_tokens": "a number", "n_test": "an integer ≥ 0",
+                 "correct": "an integer from 0 to n_test", "accuracy": "a number from 0 to 1 or null",
+                 "wilson95": "a [low, high] pair of numbers or null", "truncated": "an integer ≥ 0"}
+
+
+def _result_checks(row: Mapping[str, Any]) -> dict[str, bool]:
+    def integer(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    return {"strategy": isinstance(row["strategy"], str), "seed": integer(row["seed"]),
+            "n_train": integer(row["n_train"]), "mean_teacher_actions": number(row["mean_teacher_actions"]),
+            "mean_tokens": number(row["mean_tokens"]), "n_test": integer(row["n_test"]),
+            "correct": integer(row["correct"]) and integer(row["n_test"]) and row["correct"] <= row["n_test"],
+            "accuracy": row["accuracy"] is None or (number(row["accuracy"]) and 0 <= row["accuracy"] <= 1),
+            "wilson95": row["wilson95"] is None or (isinstance(row["wilson95"], list) and len(row["wilson95"]) == 2
+                                                   and all(number(x) for x in row["wilson95"])),
+            "truncated": integer(row["truncated"])}
+
+
+def results_frame(results: Mapping[str, Any]) -> pd.DataFrame:
+    """One line per (strategy, seed): the training set, and test accuracy with its 95% Wilson
+    interval (``ci_low``, ``ci_high``; NaN without test answers)."""
+    rows = [{**{k: r[k] for k in RESULT_FIELDS if k != "wilson95"},
+             "ci_low": r["wilson95"][0] if r["wilson95"] else math.nan,
+             "ci_high": r["wilson95"][1] if r["wilson95"] else math.nan} for r in results["rows"]]
+    columns = [k for k in RESULT_FIELDS if k != "wilson95"] + ["ci_low", "ci_high"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({"accuracy": "float64", "ci_low": "float64", "ci_high": "float64"})
+
+
 def _percent(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 

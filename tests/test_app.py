@@ -1,6 +1,7 @@
 """Streamlit AppTest for every page (no browser): widgets, live α/β, uploads, saved datasets,
 links, escaping. Every test starts the app as a user does (``app.py``) and switches page."""
 
+import json
 import re
 
 import numpy as np
@@ -72,6 +73,11 @@ def test_home_shows_the_demo_with_a_highlighted_response():
     button(at, "home_open_math500-subset").click().run()
     assert not at.exception and at.session_state["dataset_id"] == "math500-subset"
     assert len(at.session_state["records"]) == 20 and len(at.get("vega_lite_chart")) == 1
+    # and so are the AIME24 sources: the Sources page on its bundled responses
+    at = app().run()
+    button(at, "home_open_sources").click().run()
+    assert not at.exception and at.radio(key="src_data").value.startswith("Bundled: AIME24")
+    assert any("responses from 3 source(s)" in c.value for c in at.caption)
 
 
 def record_where_beta_matters(table, low=0.01, high=0.1):
@@ -340,6 +346,47 @@ def test_data_selection_page_explains_what_the_working_dataset_lacks():
     assert not at.exception
     assert any("several responses per question" in m.value for m in at.warning)
     assert len(frame_with(at, "n_teacher")) == len(single.records)  # every response kept
+
+
+def _experiment_row(strategy: str, correct: int, n: int = 100) -> dict:
+    from rdpt_core.stats import wilson
+
+    lo, hi = wilson([correct], [n])
+    return {"strategy": strategy, "seed": 0, "n_train": 240, "mean_teacher_actions": 3.0, "mean_tokens": 90.0,
+            "n_test": n, "correct": correct, "accuracy": correct / n, "wilson95": [float(lo[0]), float(hi[0])],
+            "truncated": 0}
+
+
+def test_data_selection_page_shows_the_selection_experiment_and_a_users_own_results(tmp_path, monkeypatch):
+    from rdpt_app import loaders
+
+    monkeypatch.setattr(loaders, "SELECTION_RESULTS", tmp_path / "absent.json")
+    at = page("data_selection").run()
+    assert any("has not been run here yet" in m.value for m in at.info)
+
+    lab = tmp_path / "results.json"
+    lab.write_text(json.dumps({"beta": 0.15, "rows": [_experiment_row("random", 40), _experiment_row("grape", 44)]}))
+    monkeypatch.setattr(loaders, "SELECTION_RESULTS", lab)
+    at.run()
+    assert not at.exception
+    table = frame_with(at, "ci_low")
+    assert table["strategy"].tolist() == ["random", "grape"] and table["correct"].tolist() == [40, 44]
+    said = " ".join(m.value for m in at.markdown)
+    assert "β = 0.15" in said and "overlap" in said and "cannot tell the strategies apart" in said
+
+    at.file_uploader(key="sel_results_upload").set_value(("bad.json", b'{"rows": [{"strategy": "x"}]}',
+                                                           "application/json")).run()
+    assert any("bad.json: row 1 lacks seed" in e.value and "lab's results are shown instead" in e.value
+               for e in at.error)
+    assert frame_with(at, "ci_low")["strategy"].tolist() == ["random", "grape"]  # the lab's, still there
+
+    mine = {"beta": 0.2, "rows": [_experiment_row("max_teacher_count", 90), _experiment_row("longest", 50)]}
+    at.file_uploader(key="sel_results_upload").set_value(("mine.json", json.dumps(mine).encode(),
+                                                           "application/json")).run()
+    assert not at.error
+    assert frame_with(at, "ci_low")["strategy"].tolist() == ["max_teacher_count", "longest"]
+    said = " ".join(m.value for m in at.markdown)
+    assert "mine" in said and "β = 0.2" in said and "do not overlap" in said
 
 
 def test_sources_page_shows_the_bundled_aime24_comparison():

@@ -365,6 +365,31 @@ def test_results_markdown_has_one_line_per_row():
 
 
 # ---- python -m rdpt_lab ------------------------------------------------------------------------
+def test_results_json_is_read_back_checked_and_as_a_frame():
+    rows = [row("max_teacher_count", 9, 10), row("random", 0, 10, seed=1)]
+    rows[1]["accuracy"], rows[1]["wilson95"] = None, None  # e.g. no test answers yet
+    results = E.read_results(json.dumps({"beta": 0.1, "rows": rows}), "mine.json")
+    frame = E.results_frame(results)
+    assert frame.columns.tolist() == ["strategy", "seed", "n_train", "mean_teacher_actions", "mean_tokens", "n_test",
+                                      "correct", "accuracy", "truncated", "ci_low", "ci_high"]
+    assert frame["strategy"].tolist() == ["max_teacher_count", "random"]
+    assert frame.loc[0, ["accuracy", "ci_low", "ci_high"]].tolist() == [0.9, *wilson(9, 10)]
+    assert frame.loc[1, ["accuracy", "ci_low", "ci_high"]].isna().all()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", r"mine.json: not JSON"),
+    ('{"beta": 0.1}', r"mine.json: not a selection-experiment result"),
+    (json.dumps({"rows": [row("a", 1, 2), {"strategy": "b"}]}), r"mine.json: row 2 lacks seed, n_train"),
+    (json.dumps({"rows": [{**row("a", 1, 2), "correct": 3}]}), r"row 1: correct = 3 is not an integer from 0 to n_test"),
+    (json.dumps({"rows": [{**row("a", 1, 2), "seed": "0", "wilson95": [0.1]}]}),
+     r"row 1: seed = '0' is not an integer; wilson95 = \[0.1\] is not a \[low, high\] pair"),
+])
+def test_results_json_errors_name_the_file_row_and_field(text, message):
+    with pytest.raises(ValueError, match=message):
+        E.read_results(text, "mine.json")
+
+
 def test_module_entry_dispatches(monkeypatch):
     import rdpt_lab.__main__ as entry
     from rdpt_lab import run
