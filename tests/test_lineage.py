@@ -3,7 +3,11 @@ keeps, and the accuracies it records. The stages that train and sample run in `m
 
 from __future__ import annotations
 
-from rdpt_core.records import Record
+import re
+
+import pytest
+
+from rdpt_core.records import Record, load_records
 from rdpt_lab import lineage
 
 
@@ -52,3 +56,27 @@ def test_question_sets_are_disjoint_and_the_test_set_uses_test_phrasings():
     assert {p.split for name in ("sft", "train", "heldout") for p in sets[name]} == {"train"}
     ids = [p.question_id for problems in sets.values() for p in problems]
     assert len(ids) == len(set(ids))
+
+
+# ---- the committed trajectories ------------------------------------------------------------------
+# The strict rule, written again here from its statement: the response ends with "The answer is N"
+# (optional full stop) and the token limit did not cut it.
+_STATED = re.compile(r"the answer is\s+(-?\d+)\s*\.?\s*$", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", [lineage.TEACHER_TEST, lineage.TEACHER_SAMPLES, lineage.TRAJECTORIES])
+def test_every_committed_answer_is_labelled_by_the_strict_rule(name):
+    path = lineage.STEPS_DIR / name
+    if not path.exists():
+        pytest.skip(f"{path.name} is not committed yet (its lineage stage has not run)")
+    records = load_records(path).records
+    assert records
+    for r in records:
+        match = _STATED.search(r.response.strip().replace(",", ""))
+        stated = int(match.group(1)) if match else None
+        strict = stated == r.meta["answer"] and not r.meta["truncated"]
+        assert r.correct is strict, (r.record_id, r.response[-80:], r.meta)
+        assert r.meta["stated"] == stated, r.record_id
+    correct = [r for r in records if r.correct]
+    # every correct answer states its answer last and is complete
+    assert all(_STATED.search(r.response.strip()) and not r.meta["truncated"] for r in correct)
