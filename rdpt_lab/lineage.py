@@ -47,11 +47,10 @@ from rdpt_core.stats import wilson
 from rdpt_core.store import save_corpus
 
 from . import multistep as M
-from .models import LAB_DIR
+from .models import STEPS_DIR
 from .stages import StageRunner, write_json
 from .train import LoraSettings, hf_backend, train_lora
 
-STEPS_DIR = LAB_DIR.parent / "steps"
 BASE_TEACHER, STUDENT = "smollm2-135m-instruct", "gemma3-270m"
 TEACHER, DISTILLED = "smollm2-135m-steps-teacher", "gemma3-270m-steps-distilled"
 TEACHER_ADAPTER, DISTILLED_ADAPTER = "teacher_adapter", "distilled_adapter"
