@@ -33,44 +33,56 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Operation phrasings: {N} name, {P} pronoun ("she"), {b}, {k} numbers, {I} item (plural).
-# Each kind has training phrasings and *different* test phrasings.
+# Each kind has training phrasings and *different* test phrasings. The training phrasings use the
+# words a test phrasing rests on ("three times as many", "trades", "sells for") in other sentences:
+# a first teacher trained without them solved 13 of 100 test questions, mostly misreading them.
 PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "gain": {
         "train": ("{N} buys {b} more {I}.", "{N} finds {b} more {I}.", "A friend gives {N} {b} {I}.",
-                  "{N} gets {b} more {I}.", "{N} picks up {b} more {I}."),
+                  "{N} gets {b} more {I}.", "{N} picks up {b} more {I}.", "{N} wins {b} {I} in a raffle.",
+                  "{N} is handed {b} extra {I}.", "{N} earns {b} more {I} by helping out."),
         "test": ("{N} wins {b} extra {I} at the fair.", "A neighbour hands {N} another {b} {I}."),
     },
     "lose": {
         "train": ("{N} gives {b} {I} to a friend.", "{N} sells {b} of the {I}.", "{N} loses {b} {I}.",
-                  "{N} uses {b} of the {I}.", "{N} drops {b} {I}."),
+                  "{N} uses {b} of the {I}.", "{N} drops {b} {I}.", "{N} trades {b} {I} for a snack.",
+                  "{b} {I} break, so {N} throws them away.", "{N} hands {b} {I} to a classmate."),
         "test": ("{N} trades away {b} {I}.", "{b} of the {I} break, and {N} throws them out."),
     },
     "packs": {
         "train": ("{N} buys {k} packs with {b} {I} in each pack.", "{N} gets {k} boxes of {b} {I} each.",
-                  "{N} receives {k} bags, and each bag has {b} {I}."),
+                  "{N} receives {k} bags, and each bag has {b} {I}.", "{N} orders {k} crates of {b} {I}.",
+                  "{N} picks {k} jars with {b} {I} apiece."),
         "test": ("{N} collects {k} bags holding {b} {I} apiece.", "{N} is given {k} crates, each with {b} {I}."),
     },
     "times": {
-        "train": ("The number of {I} {N} has {times_word}.", "{N}'s pile of {I} {times_word}."),
+        "train": ("The number of {I} {N} has {times_word}.", "{N}'s pile of {I} {times_word}.",
+                  "{N} now has {times_adj} as many {I} as before.",
+                  "Thanks to a trade, {N} holds {times_adj} as many {I} as a moment ago."),
         "test": ("After a lucky week, {N} ends up with {times_adj} as many {I}.",),
     },
     "share": {
         "train": ("{N} splits the {I} equally into {k} bags and keeps one bag.",
-                  "{N} shares the {I} equally with friends so that {k} people get the same, and keeps one part."),
+                  "{N} shares the {I} equally with friends so that {k} people get the same, and keeps one part.",
+                  "{N} divides the {I} evenly into {k} piles and keeps one pile.",
+                  "{N} and friends, {k} people in all, share the {I} evenly; {N} keeps one share."),
         "test": ("{N} divides the {I} evenly among {k} people, {P} included, and keeps {P_obj} share.",),
     },
 }
 FINAL_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "plain": {
-        "train": ("How many {I} does {N} have now?", "How many {I} does {N} have at the end?"),
+        "train": ("How many {I} does {N} have now?", "How many {I} does {N} have at the end?",
+                  "What number of {I} does {N} end up with?"),
         "test": ("What is the number of {I} {N} ends with?",),
     },
     "worth": {
-        "train": ("Each of the {I} is worth {p} dollars. How many dollars are {N}'s {I} worth?",),
+        "train": ("Each of the {I} is worth {p} dollars. How many dollars are {N}'s {I} worth?",
+                  "{N} can sell each of the {I} for {p} dollars. How many dollars would all of them bring?"),
         "test": ("One of the {I} sells for {p} dollars. What are all of {N}'s {I} worth, in dollars?",),
     },
     "more": {
-        "train": ("{O} has {d} more {I} than {N}. How many {I} does {O} have?",),
+        "train": ("{O} has {d} more {I} than {N}. How many {I} does {O} have?",
+                  "{O} owns {d} more {I} than {N}. What number of {I} does {O} own?"),
         "test": ("{O} owns {d} {I} more than {N} does. What is {O}'s number of {I}?",),
     },
 }
