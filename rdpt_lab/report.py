@@ -92,6 +92,17 @@ def training_table(manifest: Mapping[str, Any]) -> str:
     return out
 
 
+def attempts_table(manifest: Mapping[str, Any]) -> str:
+    """Earlier teachers (kept in the manifest's ``attempts`` when a teacher was retrained)."""
+    attempts = manifest.get("attempts", [])
+    if not attempts:
+        return "_(none: the teacher above is the first)_\n"
+    rows = [[i, a["what"], _acc(a.get("teacher_test")), a.get("failure_analysis", "–")]
+            for i, a in enumerate(attempts, 1)]
+    return table(["#", "teacher", "greedy test accuracy [95% Wilson]", "what went wrong"], rows,
+                 [True, False, True, False])
+
+
 def stage_table(manifest: Mapping[str, Any], stages: Sequence[str]) -> str:
     seconds = manifest.get("stage_seconds", {})
     rows = [[name, _minutes(seconds[name])] for name in stages if name in seconds]
@@ -145,6 +156,7 @@ def lineage_tables(out: Path) -> dict[str, str]:
     return {
         "steps-accuracy": accuracy_table(manifest),
         "steps-training": training_table(manifest),
+        "steps-attempts": attempts_table(manifest),
         "steps-stages": stage_table(manifest, STAGES),
         "steps-confusion": _or_not_run(truth, confusion_table),
         "steps-agreement": _or_not_run(truth, agreement_table),

@@ -55,3 +55,11 @@ def test_stage_table_formats_minutes_and_sums_the_listed_stages_only():
     manifest = {"stage_seconds": {"questions": 0.3, "teacher": 3725.0, "other": 99.0}}
     assert report.stage_table(manifest, ["questions", "teacher", "samples"]).splitlines()[2:] == [
         "| questions | 0.3 s |", "| teacher | 62 min 05.0 s |", "| **total** | **62 min 05.3 s** |"]
+
+
+def test_attempts_table_lists_earlier_teachers_with_their_accuracy():
+    assert report.attempts_table({}).startswith("_(none")
+    manifest = {"attempts": [{"what": "first", "teacher_test": _summary(13, 100), "failure_analysis": "misread"}]}
+    lo, hi = _summary(13, 100)["wilson95"]
+    assert report.attempts_table(manifest).splitlines()[2] == \
+        f"| 1 | first | 13.0% (13/100) [{100 * lo:.1f}%, {100 * hi:.1f}%] | misread |"
