@@ -81,7 +81,7 @@ class StepsConfig:
     test_questions: int = 100  # test phrasings
     teacher_samples: int = 4  # per distillation / held-out question
     distill_per_question: int = 2  # verified teacher answers per question D is trained on
-    test_samples: int = 2  # sampled answers of D and S per test question (plus one greedy)
+    test_samples: int = 1  # sampled answers of D and S per test question (plus one greedy)
     temperature: float = 0.7
     top_p: float = 1.0  # top-p sorts Gemma's 262k-entry vocabulary at every step: too slow here
     max_new_tokens: int = 256
