@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models lint test test-fast app clean-cache lab steps selection-experiment demo-scores teacher-scores sources-demo bench bench-app math500-subset
+.PHONY: setup venv models lint test test-fast app clean-cache lab selection-experiment demo-scores teacher-scores sources-demo bench bench-app math500-subset
 
 setup: venv models
 
@@ -44,27 +44,23 @@ clean-cache:
 	    print(f'removed {clear_cache()} cache entries from {d()}')"; fi
 	rm -rf .rdpt_cache
 
-# The mini-distillation lab (see docs/lab.md): rebuilds demo/lab/ from the seed, ~41 min here.
+# The lab (docs/lab.md): a teacher trained here on multi-step problems in a known style, the
+# student, and the student distilled on the teacher's verified samples, into demo/steps/. Every
+# stage is skipped when its output exists; training resumes from its checkpoint.
 lab: setup
 	$(PY) -m rdpt_lab
 
-# The steps lineage (docs/lab.md): a teacher trained here on multi-step problems in a known style,
-# the student, and the student distilled on the teacher's verified samples, into demo/steps/.
-# Every stage is skipped when its output exists, training resumes from its checkpoint.
-steps: setup
-	$(PY) -m rdpt_lab.lineage
-
-# The paper's section-4 selection experiment on the steps lineage (docs/lab.md), resumable.
+# The paper's section-4 selection experiment on the lab's lineage (docs/lab.md), resumable.
 selection-experiment: setup
 	$(PY) -m rdpt_lab selection-experiment --config rdpt_lab/configs/steps_selection.toml
 
-# Re-score the committed lab trajectories into the demo corpus (demo/lab/demo_scores.parquet).
+# Re-score the committed test answers into the demo corpus (demo/steps/corpus, demo_scores.parquet).
 demo-scores: setup
-	$(PY) -m rdpt_lab --only-score
+	$(PY) -m rdpt_lab score --redo
 
-# Score the committed lab teacher samples by T and S (demo/lab/teacher_corpus/, the selection demo).
+# Re-score the committed verified teacher samples by T and S (demo/steps/teacher_corpus/).
 teacher-scores: setup
-	$(PY) -m rdpt_lab --only-teacher-score
+	$(PY) -m rdpt_lab teacher_score --redo
 
 # The three SkyThought models' AIME24 outputs under SmolLM2 (data/aime24_sources/, the sources demo).
 sources-demo: setup

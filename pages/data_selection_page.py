@@ -39,7 +39,7 @@ def strategy_views(key: str, _corpus: ScoredCorpus, segmenter: str, beta: float,
 
 st.title("Teacher-guided data selection")
 ss = st.session_state
-LAB = "Lab: teacher samples (4 per question, scored by T and S)"
+LAB = "Lab: the teacher's verified samples (up to 4 per question, scored by T and S)"
 WORKING = "Working dataset (Trajectories page)"
 STRATEGY_HELP = {
     "max_teacher_count": "most Teacher actions (the paper's method)",
@@ -129,7 +129,7 @@ st.caption("One LoRA of the student per strategy on one teacher answer per quest
            "with 95% Wilson intervals. The lab's run: `make selection-experiment` (docs/lab.md); yours: "
            "`python -m rdpt_lab selection-experiment --config my.toml`.")
 uploaded = st.file_uploader("Open the results.json of your own run", type=["json"], key="sel_results_upload")
-results, shown = None, "the lab's steps lineage"
+results, shown = None, "the lab's lineage"
 if uploaded is not None:
     try:
         results, shown = read_results(uploaded.getvalue().decode("utf-8", "replace"), uploaded.name), uploaded.name

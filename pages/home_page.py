@@ -40,9 +40,10 @@ with right:
 
 with left:
     st.subheader("Preview")
-    st.caption(f"{escape_markdown(ss.dataset_name)}. The lab's lineage: SmolLM2-135M-Instruct (teacher) → Gemma-3-270M "
-               "(student) → Gemma-3-270M + LoRA trained on the teacher's answers (distilled). "
-               "Hover a sentence for its numbers.")
+    st.caption(f"{escape_markdown(ss.dataset_name)}. The lab's lineage (docs/lab.md): a teacher trained here "
+               "(SmolLM2-135M-Instruct + LoRA) to solve multi-step word problems in a style of its own "
+               "('Plan:', 'Step 2 →', 'Check:'), the student (Gemma-3-270M) and the student distilled on the "
+               "teacher's verified answers. Hover a sentence for its numbers.")
     table = current_actions()
     if table is not None and len(table):
         rid = ss.record_id if ss.record_id in set(table.record_id) else table.record_id.iloc[0]

@@ -25,12 +25,13 @@ from rdpt_core.records import load_records
 from rdpt_core.scoring import ScoredCorpus
 from rdpt_core.store import load_corpus
 from rdpt_core.workspace import LoadedDataset, Workspace
+from rdpt_lab.multistep import TEACHER_STYLE_RE
 
-DEMO_DIR = Path(os.environ.get("RDPT_DEMO_DIR", PROJECT_ROOT / "demo" / "lab"))
+DEMO_DIR = Path(os.environ.get("RDPT_DEMO_DIR", PROJECT_ROOT / "demo" / "steps"))
 DATA_DIR = PROJECT_ROOT / "data"
 SOURCES_DEMO = DATA_DIR / "aime24_sources" / "responses.parquet"
 # the steps lineage's selection experiment (docs/lab.md): results of `make selection-experiment`
-SELECTION_RESULTS = PROJECT_ROOT / "demo" / "steps" / "selection" / "results.json"
+SELECTION_RESULTS = DEMO_DIR / "selection" / "results.json"
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,18 @@ class Builtin:
     title: str
     path: Path
     scored: bool
+    known_origin: str = ""  # a teacher-style pattern known for this data (the β page's known-origin panel)
 
 
 BUILTINS: dict[str, Builtin] = {
-    "demo": Builtin("Demo: lab lineage (distilled model's test answers)", DEMO_DIR / "corpus", True),
+    "demo": Builtin("Demo: lab lineage (distilled model's answers to unseen test questions)", DEMO_DIR / "corpus",
+                    True, TEACHER_STYLE_RE.pattern),
     "math500-subset": Builtin("MATH500 subset: 20 real Sky-T1 responses, scored", DATA_DIR / "math500_subset" / "corpus",
                               True),
-    "lab-teacher-data": Builtin("Lab: teacher data (several teacher answers per question)",
-                                DEMO_DIR / "teacher_data.jsonl", False),
-    "lab-test-trajectories": Builtin("Lab: test trajectories (distilled and student)",
-                                     DEMO_DIR / "test_trajectories.jsonl", False),
+    "lab-teacher-samples": Builtin("Lab: teacher samples (4 per training question, verified or not)",
+                                   DEMO_DIR / "teacher_samples.jsonl", False, TEACHER_STYLE_RE.pattern),
+    "lab-test-trajectories": Builtin("Lab: test answers of the distilled model, the student and the teacher",
+                                     DEMO_DIR / "test_trajectories.jsonl", False, TEACHER_STYLE_RE.pattern),
     "aime24-sky-t1": Builtin("SkyThought AIME24 · distilled (Sky-T1)",
                              DATA_DIR / "skythought" / "aime24.sky-t1-correct-5k-27b.jsonl", False),
     "aime24-gemma": Builtin("SkyThought AIME24 · student (gemma-2-27b-it)",
@@ -80,14 +83,14 @@ def builtin_dataset(dataset_id: str) -> LoadedDataset:
 
 @st.cache_resource(show_spinner="Loading the lab's scored teacher samples…")
 def teacher_corpus() -> ScoredCorpus:
-    """The lab's teacher samples (several per question) scored by T and S: the selection demo."""
+    """The lab teacher's verified samples (several per question) scored by T and S: the selection demo."""
     return load_corpus(DEMO_DIR / "teacher_corpus")
 
 
 @st.cache_resource(show_spinner=False)
 def teacher_origins() -> dict:
     """Input rows of the lab's teacher samples (for exports in their own schema)."""
-    return load_records(DEMO_DIR / "teacher_data.jsonl").origins
+    return load_records(DEMO_DIR / "teacher_samples.jsonl").origins
 
 
 @st.cache_data(show_spinner=False)

@@ -27,7 +27,9 @@ from rdpt_core.scoring import ROLES, ScoredCorpus
 
 from .loaders import BUILTINS, DEMO_ID, actions_of, builtin_dataset, corpus_key, workspace
 
-DEFAULT_MODELS = {"teacher": "smollm2-135m-instruct", "student": "gemma3-270m", "distilled": "gemma3-270m-distilled"}
+# the lab lineage's models (the demo was scored with them): rdpt_lab/models.py
+DEFAULT_MODELS = {"teacher": "smollm2-135m-steps-teacher", "student": "gemma3-270m",
+                  "distilled": "gemma3-270m-steps-distilled"}
 SEGMENTERS = ("paper", "spacy", "paragraph")
 
 
@@ -86,6 +88,9 @@ def open_dataset(dataset_id: str) -> bool:
     else:
         return False
     _set(dataset_id, loaded.name, loaded.records, loaded.corpus, loaded.origins)
+    # the β page's known-origin panel starts from the pattern known for this data (or none)
+    st.session_state.known_origin_default = BUILTINS[dataset_id].known_origin if dataset_id in BUILTINS else ""
+    st.session_state.pop("known_origin_pattern", None)  # a pattern belongs to the data it was typed for
     if dataset_id == DEMO_ID:
         st.session_state.record_id = _longest_correct(loaded.corpus) or st.session_state.record_id
     return True

@@ -1,12 +1,10 @@
-"""``python -m rdpt_lab``: the lab (rdpt_lab.run, as ever); ``python -m rdpt_lab
-selection-experiment --config PATH [--out DIR] [--only-table]``: the section-4 selection
-experiment (rdpt_lab.experiment)."""
+"""``python -m rdpt_lab [STAGE ...]``: the lab's lineage (rdpt_lab.lineage, ``make lab``);
+``python -m rdpt_lab selection-experiment --config PATH [--out DIR] [--only-table]``: the
+section-4 selection experiment (rdpt_lab.experiment)."""
 
 from __future__ import annotations
 
 import sys
-
-from . import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +13,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import experiment
 
         return experiment.main(args[1:])
-    return run.main(argv)  # no subcommand: the lab exactly as before (argv None: it reads sys.argv)
+    from . import lineage
+
+    return lineage.main(args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "skythought"
 # The lab's outputs and the app's demo corpus (RDPT_DEMO_DIR lets a developer point the app and
 # these tests elsewhere).
-LAB = Path(os.environ.get("RDPT_DEMO_DIR", REPO / "demo" / "lab"))
+LAB = Path(os.environ.get("RDPT_DEMO_DIR", REPO / "demo" / "steps"))
 DEMO = LAB / "corpus"
 
 

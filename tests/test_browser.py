@@ -365,7 +365,7 @@ def check_chosen_jsonl(body: bytes) -> None:
     the picks are rdpt_core's."""
     from rdpt_core.selection import response_features, select
 
-    inputs = {row["record_id"]: row for row in map(json.loads, (LAB / "teacher_data.jsonl").read_text().splitlines())}
+    inputs = {row["record_id"]: row for row in map(json.loads, (LAB / "teacher_samples.jsonl").read_text().splitlines())}
     rows = [json.loads(line) for line in body.decode().splitlines()]
     want = select(response_features(load_corpus(LAB / "teacher_corpus").actions("paper"), 0.1), "max_teacher_count")
     assert [r["record_id"] for r in rows] == want["record_id"].tolist()

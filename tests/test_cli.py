@@ -87,7 +87,7 @@ def test_score_three_real_aime_records_then_rerun_from_cache(tmp_path):
     assert got["cls"].tolist() == want and {"Teacher", "Student"} <= set(want)
 
 
-TEACHER_DATA = REPO / "demo" / "lab" / "teacher_data.jsonl"
+TEACHER_DATA = REPO / "demo" / "steps" / "teacher_samples.jsonl"
 
 
 @pytest.mark.slow

@@ -392,15 +392,15 @@ def test_results_json_errors_name_the_file_row_and_field(text, message):
 
 def test_module_entry_dispatches(monkeypatch):
     import rdpt_lab.__main__ as entry
-    from rdpt_lab import run
+    from rdpt_lab import lineage
 
     seen = []
-    monkeypatch.setattr(run, "main", lambda argv=None: seen.append(("lab", argv)) or 0)
+    monkeypatch.setattr(lineage, "main", lambda argv=None: seen.append(("lab", argv)) or 0)
     monkeypatch.setattr(E, "main", lambda argv=None: seen.append(("exp", argv)) or 0)
-    assert entry.main(["--quick"]) == 0 and entry.main(["selection-experiment", "--config", "c.toml"]) == 0
+    assert entry.main(["score", "--redo"]) == 0 and entry.main(["selection-experiment", "--config", "c.toml"]) == 0
     monkeypatch.setattr("sys.argv", ["python -m rdpt_lab"])
     assert entry.main() == 0
-    assert seen == [("lab", ["--quick"]), ("exp", ["--config", "c.toml"]), ("lab", None)]
+    assert seen == [("lab", ["score", "--redo"]), ("exp", ["--config", "c.toml"]), ("lab", [])]
 
 
 # ---- end to end on a tiny random model -----------------------------------------------------------

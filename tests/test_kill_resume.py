@@ -26,7 +26,7 @@ import pytest
 
 from conftest import REPO
 
-TEACHER_DATA = REPO / "demo" / "lab" / "teacher_data.jsonl"
+TEACHER_DATA = REPO / "demo" / "steps" / "teacher_samples.jsonl"
 MODELS = ["--teacher", "smollm2-135m-instruct", "--student", "gemma3-270m"]
 SEED = 20240611
 READY = "scoring "  # the CLI's line once inputs are read and old outputs removed

@@ -3,8 +3,11 @@ keeps, and the accuracies it records. The stages that train and sample run in `m
 
 from __future__ import annotations
 
+import json
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from rdpt_core.records import Record, load_records
@@ -80,3 +83,96 @@ def test_every_committed_answer_is_labelled_by_the_strict_rule(name):
     correct = [r for r in records if r.correct]
     # every correct answer states its answer last and is complete
     assert all(_STATED.search(r.response.strip()) and not r.meta["truncated"] for r in correct)
+
+
+# ---- the committed lineage (demo/steps/) --------------------------------------------------------
+OUT = lineage.STEPS_DIR
+
+
+def manifest() -> dict:
+    return json.loads((OUT / "manifest.json").read_text())
+
+
+def test_manifest_records_seeds_versions_times_and_accuracies():
+    m = manifest()
+    config = m["config"]
+    assert config["seed"] == config["teacher_lora"]["seed"] == config["student_lora"]["seed"] == 2026
+    assert set(m["stage_seconds"]) == set(m["stage_versions"]) == set(lineage.STAGES)
+    assert all({"torch", "transformers", "peft", "python"} <= set(v) for v in m["stage_versions"].values())
+    trajectories = m["stages"]["trajectories"]
+    for role in ("teacher", "student", "distilled"):
+        greedy = trajectories[role]["greedy"]
+        assert greedy["n"] == config["test_questions"] and "truncated" in greedy and greedy["wilson95"]
+    assert trajectories["teacher"]["greedy"] == m["stages"]["teacher_test"]
+
+
+def test_teacher_samples_are_k_per_question_with_correct_and_incorrect_ones():
+    records = load_records(OUT / lineage.TEACHER_SAMPLES).records
+    per_question = pd.Series([r.question_id for r in records]).value_counts()
+    config = manifest()["config"]
+    assert (per_question == config["teacher_samples"]).all()
+    assert len(per_question) == config["train_questions"] + config["heldout_questions"]
+    assert 0 < sum(bool(r.correct) for r in records) < len(records)
+
+
+def test_test_answers_come_from_all_three_models_on_unseen_questions():
+    records = load_records(OUT / lineage.TRAJECTORIES).records
+    assert {r.source for r in records} == {"teacher", "student", "distilled"}
+    assert {True, False} <= {r.correct for r in records if r.source == "distilled"}
+    seen = {p.prompt for name in ("sft", "train", "heldout") for p in lineage.load_questions(OUT)[name]}
+    assert seen.isdisjoint(r.prompt for r in records)
+
+
+def test_demo_corpus_has_multi_step_answers_right_and_wrong():
+    table = pd.read_parquet(OUT / lineage.DEMO_SCORES)
+    per_response = table.groupby("record_id").size()
+    assert per_response.median() >= 6
+    assert set(table.drop_duplicates("record_id")["correct"]) == {True, False}
+
+
+@pytest.mark.parametrize("adapter", [lineage.TEACHER_ADAPTER, lineage.DISTILLED_ADAPTER])
+def test_adapters_are_small_safetensors(adapter):
+    weights = OUT / adapter / "adapter_model.safetensors"
+    assert weights.exists() and weights.stat().st_size < 20 * 2**20
+
+
+def test_ground_truth_is_what_the_committed_corpus_says():
+    committed = json.loads((OUT / lineage.GROUND_TRUTH).read_text())
+    trajectories = load_records(OUT / lineage.TRAJECTORIES).records
+    fresh = lineage.known_origin_summary(pd.read_parquet(OUT / lineage.DEMO_SCORES), trajectories)
+    assert json.loads(json.dumps(fresh)) == committed
+
+
+@pytest.mark.slow
+def test_distillation_moved_the_student_toward_the_teacher_on_held_out_answers(tmp_path):
+    from rdpt_core.cache import TokenCache
+    from rdpt_core.scoring import score_corpus
+
+    heldout = [r for r in load_records(OUT / lineage.TEACHER_SAMPLES).records
+               if r.question_id.startswith("ho") and r.correct][:24]
+    assert len(heldout) >= 12
+    specs = lineage.lineage_specs(OUT)
+    corpus, _ = score_corpus(heldout, {"student": specs["student"], "distilled": specs["distilled"]},
+                             cache=TokenCache(tmp_path))
+    mean = {role: np.mean(np.concatenate([s.logprobs for s in corpus.tokens[role].values()]))
+            for role in ("student", "distilled")}
+    assert mean["distilled"] > mean["student"], mean
+
+
+@pytest.mark.slow
+def test_committed_demo_scores_match_a_fresh_rescore(tmp_path):
+    """Four demo answers re-scored by T, S and D through the engine equal the committed table."""
+    from rdpt_core.cache import TokenCache
+    from rdpt_core.scoring import score_corpus
+
+    committed = pd.read_parquet(OUT / lineage.DEMO_SCORES)
+    distilled = [r for r in load_records(OUT / lineage.TRAJECTORIES).records if r.source == "distilled"]
+    subset = distilled[:: len(distilled) // 4][:4]
+    fresh = score_corpus(subset, lineage.lineage_specs(OUT), cache=TokenCache(tmp_path))[0].actions("paper")
+    old = committed[committed.record_id.isin([r.record_id for r in subset])].reset_index(drop=True)
+    assert len(fresh) == len(old) > 0
+    keys = ["record_id", "start", "end", "kind"]
+    assert (fresh[keys].values == old[keys].values).all()
+    for role in ("teacher", "student", "distilled"):
+        assert (fresh[f"n_tokens_{role}"].values == old[f"n_tokens_{role}"].values).all()
+        assert np.allclose(fresh[f"p_{role}"], old[f"p_{role}"], atol=1e-5, equal_nan=True), role

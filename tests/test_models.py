@@ -123,15 +123,20 @@ def test_named_models_come_from_the_packaged_zoo_and_entry_point_plugins(monkeyp
     assert set(models.ZOO) <= set(named) and "gemma3-270m-distilled" not in models.ZOO
 
 
-def test_the_lab_registers_its_distilled_model_through_the_entry_point():
+def test_the_lab_registers_its_models_through_the_entry_point():
     from rdpt_core.models import zoo
-    from rdpt_lab.models import LAB_DIR
+    from rdpt_lab.models import ROOT, STEPS_DIR
 
-    assert zoo()["gemma3-270m-distilled"] == {"base": "gemma3-270m", "adapter": str(LAB_DIR / "adapter")}
+    assert zoo()["gemma3-270m-distilled"] == {"base": "gemma3-270m",
+                                              "adapter": str(ROOT / "data" / "math500_subset" / "adapter")}
+    assert zoo()["smollm2-135m-steps-teacher"] == {"base": "smollm2-135m-instruct",
+                                                   "adapter": str(STEPS_DIR / "teacher_adapter")}
+    assert zoo()["gemma3-270m-steps-distilled"] == {"base": "gemma3-270m",
+                                                    "adapter": str(STEPS_DIR / "distilled_adapter")}
 
 
 def test_the_library_does_not_depend_on_the_lab():
-    """rdpt_core imports nothing from rdpt_lab and names none of its outputs (demo/lab/)."""
+    """rdpt_core imports nothing from rdpt_lab and names none of its outputs (demo/)."""
     import ast
     from pathlib import Path
 
@@ -142,7 +147,7 @@ def test_the_library_does_not_depend_on_the_lab():
         text = path.read_text()
         imported = [n.module or "" for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)]
         imported += [a.name for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Import) for a in n.names]
-        if any(m.startswith("rdpt_lab") for m in imported) or "demo/lab" in text:
+        if any(m.startswith("rdpt_lab") for m in imported) or "demo/" in text:
             offenders.append(path.name)
     assert not offenders, offenders
 

@@ -71,7 +71,7 @@ from conftest import LAB, Reference, reference_spans  # noqa: E402
 from rdpt_core.records import load_records  # noqa: E402
 from rdpt_core.selection import STRATEGIES, export_rows  # noqa: E402
 
-TEACHER_DATA = LAB / "teacher_data.jsonl"
+TEACHER_DATA = LAB / "teacher_samples.jsonl"
 
 
 def lab_features(beta: float = 0.1):

@@ -187,7 +187,7 @@ def test_a_correct_column_that_is_not_true_or_false_names_its_row(tmp_path):
         read_table(tmp_path / "t.csv")
 
 
-@pytest.mark.parametrize("corpus_dir", ["demo/lab/corpus", "demo/lab/teacher_corpus", "data/math500_subset/corpus"])
+@pytest.mark.parametrize("corpus_dir", ["demo/steps/corpus", "demo/steps/teacher_corpus", "data/math500_subset/corpus"])
 def test_committed_corpora_name_the_fingerprints_of_the_models_that_scored_them(corpus_dir):
     """The bundled corpora were scored by the packaged models at their default settings (their
     numbers are re-checked against fresh scores in tests/test_lab.py and by
