@@ -583,9 +583,12 @@ def test_explorer_finds_responses_by_answer_search_and_class_and_steps_through_t
     demo = load_corpus(DEMO)
     at = page("explorer").run()
     at.selectbox(key="nav_correct").set_value("incorrect").run()
-    at.text_input(key="nav_search").input("marbles").run()
-    want = [r.record_id for r in demo.records if r.correct is False
-            and ("marbles" in r.response.lower() or "marbles" in r.prompt.lower())]
+    wrong = [r for r in demo.records if r.correct is False]
+    # a word some but not all wrong answers mention (an item of the test stories)
+    word = next(w for w in ("shells", "cards", "beads", "stamps")
+                if 2 < sum(w in r.response.lower() or w in r.prompt.lower() for r in wrong) < len(wrong))
+    at.text_input(key="nav_search").input(word).run()
+    want = [r.record_id for r in wrong if word in r.response.lower() or word in r.prompt.lower()]
     options = at.selectbox(key="w_record_id").options
     shown = [o.split(" ")[0] for o in options]
     current = at.session_state["record_id"]
@@ -618,5 +621,5 @@ def test_explorer_shows_what_each_model_scored():
     assert teacher.startswith("<|im_start|>") and f"<|im_start|>user\n{record.prompt}<|im_end|>" in teacher
     assert student == distilled == f"{record.prompt}\n\n⟨response⟩"
     labels = " ".join(m.value for m in at.markdown)
-    assert "teacher** · smollm2-135m-instruct · chat template" in labels
+    assert "teacher** · smollm2-135m-steps-teacher · chat template" in labels
     assert "student** · gemma3-270m · raw template" in labels
