@@ -17,18 +17,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from rdpt_core.atomic import atomic_path
+from rdpt_core.provenance import CLASSES_4, DEFAULT_ALPHA, DEFAULT_BETA, UNSCORED, classify_table
 from rdpt_core.models import PROJECT_ROOT
 
 from .experiment import conclusion, results_markdown
-from .lineage import GROUND_TRUTH, STAGES, STEPS_DIR
+from .lineage import DEMO_SCORES, GROUND_TRUTH, STAGES, STEPS_DIR
 
 DOC = PROJECT_ROOT / "docs" / "lab.md"
 NOT_RUN = "_(not run yet)_\n"
 ROLES = ("teacher", "student", "distilled")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool] | None = None) -> str:
+def table_md(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool] | None = None) -> str:
     """A markdown table; ``right[i]`` right-aligns column i (numbers)."""
     right = right or [False] * len(headers)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|"]
@@ -62,7 +65,7 @@ def accuracy_table(manifest: Mapping[str, Any]) -> str:
         return NOT_RUN
     rows = [[role, _acc(runs[role].get("greedy")), runs[role].get("greedy", {}).get("truncated", "–"),
              _acc(runs[role].get("sampled")), runs[role].get("sampled", {}).get("truncated", "–")] for role in ROLES]
-    out = table(["model", "greedy: accuracy (k/n) [95% Wilson]", "greedy: truncated",
+    out = table_md(["model", "greedy: accuracy (k/n) [95% Wilson]", "greedy: truncated",
                  "sampled: accuracy (k/n) [95% Wilson]", "sampled: truncated"], rows, [False, True, True, True, True])
     teacher, student = runs["teacher"].get("greedy"), runs["student"].get("greedy")
     if teacher and student and teacher.get("n") and student.get("n"):
@@ -83,10 +86,10 @@ def training_table(manifest: Mapping[str, Any]) -> str:
             rows.append([what, run["examples"], run["steps"], f"{run['loss_first']:.3f} → {run['loss_last']:.3f}",
                          _minutes(run["seconds"])])
     samples = stages.get("samples", {})
-    out = table(["run", "examples", "steps", "loss first → last", "time"], rows, [False, True, True, False, True]) \
+    out = table_md(["run", "examples", "steps", "loss first → last", "time"], rows, [False, True, True, False, True]) \
         if rows else NOT_RUN
     if samples:
-        out += "\n" + table(["teacher samples (T = 0.7)", "verified (k/n) [95% Wilson]", "truncated"],
+        out += "\n" + table_md(["teacher samples (T = 0.7)", "verified (k/n) [95% Wilson]", "truncated"],
                             [[name, _acc(samples.get(name)), samples.get(name, {}).get("truncated", "–")]
                              for name in ("distillation", "heldout")], [False, True, True])
     return out
@@ -99,7 +102,7 @@ def attempts_table(manifest: Mapping[str, Any]) -> str:
         return "_(none: the teacher above is the first)_\n"
     rows = [[i, a["what"], _acc(a.get("teacher_test")), a.get("failure_analysis", "–")]
             for i, a in enumerate(attempts, 1)]
-    return table(["#", "teacher", "greedy test accuracy [95% Wilson]", "what went wrong"], rows,
+    return table_md(["#", "teacher", "greedy test accuracy [95% Wilson]", "what went wrong"], rows,
                  [True, False, True, False])
 
 
@@ -109,14 +112,14 @@ def stage_table(manifest: Mapping[str, Any], stages: Sequence[str]) -> str:
     if not rows:
         return NOT_RUN
     total = sum(seconds[name] for name in stages if name in seconds)
-    return table(["stage", "time"], [*rows, ["**total**", f"**{_minutes(total)}**"]], [False, True])
+    return table_md(["stage", "time"], [*rows, ["**total**", f"**{_minutes(total)}**"]], [False, True])
 
 
 def confusion_table(truth: Mapping[str, Any]) -> str:
     rows = [[r["cls"], r["teacher_style"], r["other"], _pct(r["share_of_teacher_style"]), _pct(r["share_of_other"])]
             for r in truth["confusion"]]
     return (f"α = {truth['alpha']}, β = {truth['beta']}; unit: sentences (actions) of the demo corpus.\n\n"
-            + table(["class", "teacher-style", "other", "share of teacher-style", "share of other"], rows,
+            + table_md(["class", "teacher-style", "other", "share of teacher-style", "share of other"], rows,
                     [False, True, True, True, True]))
 
 
@@ -124,20 +127,43 @@ def agreement_table(truth: Mapping[str, Any]) -> str:
     rows = [[r["beta"], r["n_teacher_style"], r["n_other"], _pct(r["teacher_recall"]),
              _pct(r["teacher_or_boosted_recall"]), _pct(r["teacher_precision"]), _pct(r["other_as_teacher"])]
             for r in truth["agreement"]]
-    return table(["β", "teacher-style", "other", "Teacher recall", "Teacher-or-Boosted recall",
+    return table_md(["β", "teacher-style", "other", "Teacher recall", "Teacher-or-Boosted recall",
                   "Teacher precision", "other classified Teacher"], rows, [True] * 7)
 
 
 def style_table(truth: Mapping[str, Any]) -> str:
     rows = [[role, s["sentences"], s["teacher_style"], _pct(s["share"])]
             for role, s in truth["style_share"].items()]
-    return table(["model (its own test answers)", "sentences", "teacher-style", "share"], rows,
+    return table_md(["model (its own test answers)", "sentences", "teacher-style", "share"], rows,
                  [False, True, True, True])
 
 
 def selection_table(results: Mapping[str, Any]) -> str:
     return f"β = {results['beta']} (chosen before training).\n\n{results_markdown(results['rows'])}\n" \
            f"{conclusion(results['rows'])}\n"
+
+
+def class_tables(actions: pd.DataFrame, alpha: float, beta: float, min_n: int = 10) -> str:
+    """Class shares of the demo corpus's actions, overall and in correct vs incorrect answers
+    (unit: actions; the β page's per-response statistics are in the app), and the Teacher and
+    Boosted shares by position where at least ``min_n`` answers reach it."""
+    table = classify_table(actions, alpha, beta)
+    scored = table[table["cls"] != UNSCORED]
+    verdict = scored["correct"].map({True: "correct", False: "incorrect"}).fillna("unknown")
+    rows = []
+    for name, part in [("all", scored), *((v, scored[verdict == v]) for v in ("correct", "incorrect"))]:
+        shares = part["cls"].value_counts(normalize=True)
+        rows.append([name, part["record_id"].nunique(), len(part), *(_pct(float(shares.get(c, 0.0))) for c in CLASSES_4)])
+    out = (f"α = {alpha}, β = {beta}, paper segmenter; unit: actions.\n\n"
+           + table_md(["answers", "responses", "actions", *CLASSES_4], rows, [False, True, True, True, True, True, True]))
+    positions = scored.groupby("action_index").agg(
+        n=("record_id", "nunique"), teacher=("cls", lambda c: (c == "Teacher").mean()),
+        boosted=("cls", lambda c: (c == "Boosted").mean()))
+    positions = positions[positions["n"] >= min_n]
+    out += "\n" + table_md(["position", "responses", "Teacher", "Boosted"],
+                            [[int(i), int(r.n), _pct(r.teacher), _pct(r.boosted)] for i, r in positions.iterrows()],
+                            [True, True, True, True])
+    return out
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -161,6 +187,8 @@ def lineage_tables(out: Path) -> dict[str, str]:
         "steps-confusion": _or_not_run(truth, confusion_table),
         "steps-agreement": _or_not_run(truth, agreement_table),
         "steps-style": _or_not_run(truth, style_table),
+        "steps-classes": class_tables(pd.read_parquet(out / DEMO_SCORES), DEFAULT_ALPHA, DEFAULT_BETA)
+        if (out / DEMO_SCORES).exists() else NOT_RUN,
         "steps-selection": _or_not_run(selection, selection_table),
         "steps-selection-stages": stage_table(experiment, list(experiment.get("stage_seconds", {}))),
     }
