@@ -110,3 +110,25 @@ def test_a_bad_regex_is_an_error_and_the_rest_of_the_page_stays():
     at.text_input(key="w_known_origin_pattern").input("Plan:|").run()
     assert not at.error and any("every action" in w.value for w in at.warning)
     assert frame_with(at, "teacher_recall")["n_other"].tolist() == [0, 0, 0]
+
+
+def test_the_demo_fills_in_its_teacher_style_and_another_dataset_clears_it():
+    from conftest import DEMO
+    from test_app import app, button
+
+    from rdpt_core.origin import known_origin, origin_confusion
+    from rdpt_core.provenance import classify_table
+    from rdpt_core.store import load_corpus
+    from rdpt_lab.multistep import TEACHER_STYLE_RE
+
+    at = page("beta_tuning", app()).run()  # the app opens on the demo
+    assert at.text_input(key="w_known_origin_pattern").value == TEACHER_STYLE_RE.pattern
+    table = classify_table(load_corpus(DEMO).actions("paper"), 0.1, at.session_state["beta"])
+    want = origin_confusion(table, "cls", known_origin(table["text"], TEACHER_STYLE_RE.pattern))
+    shown = frame_with(at, "share_of_teacher_style")
+    assert shown is not None and shown["teacher_style"].tolist() == want["teacher_style"].tolist()
+    # the MATH500 subset has no known teacher style: its panel starts empty
+    at.switch_page("pages/home_page.py").run()
+    button(at, "home_open_math500-subset").click().run()
+    at = page("beta_tuning", at).run()
+    assert at.text_input(key="w_known_origin_pattern").value == ""
