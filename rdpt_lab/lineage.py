@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -112,26 +113,43 @@ def lineage_specs(out: Path = STEPS_DIR) -> dict[str, ModelSpec]:
 
 
 def generate(spec: ModelSpec, prompts: list[str], settings: SamplingSettings, what: str,
-             log: Callable[[str], None] = print) -> list[list[Generated]]:
+             log: Callable[[str], None] = print, resume: Path | None = None) -> list[list[Generated]]:
     """``settings.n`` answers per prompt from ``spec``, each prompt rendered as the scoring
-    engine renders it; progress is logged per batch as ``what``. The model is unloaded after."""
+    engine renders it; progress is logged per batch as ``what``. The model is unloaded after.
+
+    The prompts go in chunks of two batches, chunk ``c`` seeded with ``settings.seed + 1000·c``
+    (the same answers however often the run is interrupted). With ``resume``, each finished
+    chunk is saved there and a rerun skips it; the folder is removed once every chunk is done."""
+    per_chunk = max(1, settings.batch_size // settings.n) * 2
+    chunks = [prompts[lo: lo + per_chunk] for lo in range(0, len(prompts), per_chunk)]
     backend = hf_backend(spec, what)
     started = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        log(f"  {what}: {done}/{total} ({time.perf_counter() - started:.0f} s)")
-
+    out: list[list[Generated]] = []
     try:
-        return backend.generate_detailed([backend.render_context(p) for p in prompts], settings, on_batch=progress)
+        for c, chunk in enumerate(chunks):
+            saved = resume / f"chunk-{c:05d}.json" if resume is not None else None
+            if saved is not None and saved.exists():
+                out += [[Generated(**g) for g in row] for row in json.loads(saved.read_text())]
+                continue
+            answers = backend.generate_detailed([backend.render_context(p) for p in chunk],
+                                                replace(settings, seed=settings.seed + 1000 * c))
+            if saved is not None:
+                write_json(saved, [[asdict(g) for g in row] for row in answers])
+            out += answers
+            log(f"  {what}: {len(out)}/{len(prompts)} prompts ({time.perf_counter() - started:.0f} s)")
     finally:
         backend.unload()
+    if resume is not None:
+        shutil.rmtree(resume, ignore_errors=True)
+    return out
 
 
 def sample(spec: ModelSpec, problems: list[M.Problem], settings: SamplingSettings, source: str,
-           label: str, log: Callable[[str], None] = print) -> list[Record]:
+           label: str, log: Callable[[str], None] = print, resume: Path | None = None) -> list[Record]:
     """``settings.n`` answers per problem from ``spec``, each checked by the strict rule; the
-    record id says source, question and sample (``label``: "s0", "s1"… or "greedy")."""
-    answers = generate(spec, [p.prompt for p in problems], settings, f"{source} {label}", log)
+    record id says source, question and sample (``label``: "s0", "s1"… or "greedy"). ``resume``:
+    see :func:`generate`."""
+    answers = generate(spec, [p.prompt for p in problems], settings, f"{source} {label}", log, resume)
     records = []
     for problem, generated in zip(problems, answers):
         for k, answer in enumerate(generated):
@@ -199,6 +217,10 @@ class Lineage(StageRunner):
         self.manifest["rules"] = {"instruction": M.INSTRUCTION, "stop_regex": STOP_REGEX,
                                   "answer": (M.stated_answer.__doc__ or "").strip(), "teacher_style": M.STYLE_RULE}
 
+    def _partial(self, name: str) -> Path:
+        """Where a generation stage keeps its finished chunks until it is done (git-ignored)."""
+        return self.out / f"{name}.partial"
+
     def questions(self) -> None:
         def work() -> dict:
             sets = make_questions(self.config)
@@ -221,7 +243,8 @@ class Lineage(StageRunner):
         def work() -> dict:
             c = self.config
             records = sample(teacher_spec(self.out), load_questions(self.out)["test"],
-                             c.sampling(1, 300, greedy=True), "teacher", "greedy", self.log)
+                             c.sampling(1, 300, greedy=True), "teacher", "greedy", self.log,
+                             self._partial(TEACHER_TEST))
             write_records_jsonl(records, self.out / TEACHER_TEST)
             return accuracy(records)
 
@@ -231,7 +254,7 @@ class Lineage(StageRunner):
         def work() -> dict:
             sets, c = load_questions(self.out), self.config
             records = sample(teacher_spec(self.out), sets["train"] + sets["heldout"],
-                             c.sampling(c.teacher_samples, 10), "teacher", "s", self.log)
+                             c.sampling(c.teacher_samples, 10), "teacher", "s", self.log, self._partial(TEACHER_SAMPLES))
             write_records_jsonl(records, self.out / TEACHER_SAMPLES)
             return {name: accuracy([r for r in records if r.question_id.startswith(prefix)])
                     for name, prefix in (("distillation", "tr"), ("heldout", "ho"))}
@@ -253,9 +276,10 @@ class Lineage(StageRunner):
             test, c, specs = load_questions(self.out)["test"], self.config, lineage_specs(self.out)
             records: list[Record] = []
             for offset, role in enumerate(("distilled", "student")):
-                records += sample(specs[role], test, c.sampling(c.test_samples, 100 + offset), role, "s", self.log)
+                records += sample(specs[role], test, c.sampling(c.test_samples, 100 + offset), role, "s", self.log,
+                                  self._partial(f"{role}-sampled"))
                 records += sample(specs[role], test, c.sampling(1, 200 + offset, greedy=True), role, "greedy",
-                                  self.log)
+                                  self.log, self._partial(f"{role}-greedy"))
             records += load_records(self.out / TEACHER_TEST).records
             write_records_jsonl(records, self.out / TRAJECTORIES)
             return {role: {kind: accuracy([r for r in records if r.source == role

@@ -61,6 +61,37 @@ def test_question_sets_are_disjoint_and_the_test_set_uses_test_phrasings():
     assert len(ids) == len(set(ids))
 
 
+def test_generation_resumes_from_its_finished_chunks_with_the_same_answers(tmp_path, tiny, monkeypatch):
+    from rdpt_core.backends.base import SamplingSettings
+    from rdpt_core.backends.hf import HFBackend
+    from rdpt_core.models import resolve_spec
+
+    spec = resolve_spec(str(tiny))
+    prompts = [f"Tom has {i} apples. How many?" for i in range(7)]
+    # n 2, batches of 4: chunks of 4 prompts (2 batches each), so 2 chunks here
+    settings = SamplingSettings(n=2, temperature=0.7, top_p=1.0, max_new_tokens=6, seed=5, batch_size=4)
+    whole = lineage.generate(spec, prompts, settings, "tiny", log=lambda m: None)
+    assert [len(row) for row in whole] == [2] * 7
+
+    real, calls = HFBackend.generate_detailed, []
+
+    def dies_on_second_chunk(self, contexts, settings, **kw):
+        calls.append(len(contexts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the run is killed mid-way
+        return real(self, contexts, settings, **kw)
+
+    monkeypatch.setattr(HFBackend, "generate_detailed", dies_on_second_chunk)
+    resume = tmp_path / "answers.partial"
+    with pytest.raises(KeyboardInterrupt):
+        lineage.generate(spec, prompts, settings, "tiny", log=lambda m: None, resume=resume)
+    assert sorted(p.name for p in resume.iterdir()) == ["chunk-00000.json"]
+    calls.clear()
+    again = lineage.generate(spec, prompts, settings, "tiny", log=lambda m: None, resume=resume)
+    assert calls == [3]  # only the unfinished chunk is generated again
+    assert again == whole and not resume.exists()
+
+
 # ---- the committed trajectories ------------------------------------------------------------------
 # The strict rule, written again here from its statement: the response ends with "The answer is N"
 # (optional full stop) and the token limit did not cut it.
