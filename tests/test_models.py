@@ -135,6 +135,18 @@ def test_the_lab_registers_its_models_through_the_entry_point():
                                                     "adapter": str(STEPS_DIR / "distilled_adapter")}
 
 
+def test_the_bundled_math500_scores_belong_to_the_registered_distilled_model():
+    """The MATH500 subset was scored before its adapter moved to data/: the files, not the path,
+    make the fingerprint, so opening it finds its scores instead of scoring 10 answers again."""
+    import json
+
+    from rdpt_lab.models import ROOT
+
+    recorded = json.loads((ROOT / "data" / "math500_subset" / "corpus" / "corpus.json").read_text())["fingerprints"]
+    spec = resolve_spec("gemma3-270m-distilled")
+    assert fingerprint(spec, "float32") == recorded["distilled"]
+
+
 def test_the_library_does_not_depend_on_the_lab():
     """rdpt_core imports nothing from rdpt_lab and names none of its outputs (demo/)."""
     import ast
