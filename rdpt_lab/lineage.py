@@ -212,6 +212,10 @@ class Lineage(StageRunner):
         super().__init__(out / "manifest.json", "steps", log)
         self.config, self.out = config, out
         self.manifest["config"] = config.to_dict()
+        self.manifest["models"] = {"teacher": f"{TEACHER} = {BASE_TEACHER} + {TEACHER_ADAPTER}/",
+                                   "student": STUDENT, "distilled": f"{DISTILLED} = {STUDENT} + {DISTILLED_ADAPTER}/"}
+        self.manifest["rules"] = {"instruction": M.INSTRUCTION, "stop_regex": STOP_REGEX,
+                                  "answer": (M.stated_answer.__doc__ or "").strip(), "teacher_style": M.STYLE_RULE}
 
     def _partial(self, name: str) -> Path:
         """Where a generation stage keeps its finished chunks until it is done (git-ignored)."""
@@ -355,11 +359,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stages", nargs="*", metavar="STAGE", help=f"some of {', '.join(STAGES)} (default: all)")
     parser.add_argument("--out", type=Path, default=STEPS_DIR)
+    parser.add_argument("--redo", action="store_true",
+                        help="run the named stages even when their outputs exist (e.g. `score --redo` re-scores "
+                             "the committed test answers after a change to the scoring engine)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.stages) - set(STAGES))
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    if args.redo and not args.stages:
+        parser.error("--redo needs the stages to redo, e.g. `score --redo`")
     lineage = Lineage(StepsConfig(), args.out, log=lambda m: print(m, flush=True))
+    lineage.redo = set(args.stages) if args.redo else set()
     for name in [s for s in STAGES if s in args.stages] or STAGES:
         getattr(lineage, name)()
     return 0
