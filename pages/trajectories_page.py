@@ -72,7 +72,9 @@ def save_upload(data: bytes, path: Path) -> None:
 
 def load_upload(path: Path, name: str, layout: str, mapping: ColumnMapping | None, as_new: bool) -> None:
     try:
-        result = load_records(path, layout=layout, mapping=mapping, lenient=True, name=name)
+        # rows without ids get made-up ones; added to this dataset, they must not take its ids
+        in_use = () if as_new else {i for r in ss.records for i in (r.record_id, r.question_id)}
+        result = load_records(path, layout=layout, mapping=mapping, lenient=True, name=name, in_use=in_use)
     except Exception as err:  # any failure of the loader (lenient: bad rows are issues): nothing changes
         st.error(f"{md(failure(name, path, err))}. The working dataset is unchanged.")
         return

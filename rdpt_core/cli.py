@@ -328,7 +328,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_sources(args: argparse.Namespace) -> int:
     from .backends import create_backend
     from .cache import TokenCache
-    from .sources import length_stats, response_table, score_reference, write_responses
+    from .sources import length_stats, response_table, score_reference
 
     outputs = _paths(args, "out", "responses", "report")
     _check_paths(args.input, outputs)
@@ -349,8 +349,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
     responses.attrs["reference"] = backend.spec.label
     stats = length_stats(responses)
     if args.responses:
-        with atomic_path(args.responses) as tmp:
-            write_responses(responses, tmp)
+        write_table(responses, args.responses)  # Parquet keeps the reference label (attrs)
     if args.report:
         from .report import build_report
 

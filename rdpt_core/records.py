@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Collection, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -587,11 +587,12 @@ def _id_bases(line: int, unit: str) -> Iterator[str]:
         n += 1
 
 
-def _settle_ids(found: list[_Found], unit: str) -> list[_Found]:
-    """Made-up ids (line numbers) that an explicit record or question id of the input already
-    uses move to ``<unit>-<line>`` (then ``-2``, ``-3``, ...): a row without an id must never
-    be merged with, or dropped as a duplicate of, a row that names that id."""
-    taken = {f.record.record_id for f in found if not f.made_up[0]}
+def _settle_ids(found: list[_Found], unit: str, in_use: Collection[str] = ()) -> list[_Found]:
+    """Made-up ids (line numbers) that an explicit record or question id of the input, or one of
+    ``in_use`` (the dataset the rows are added to), already uses move to ``<unit>-<line>`` (then
+    ``-2``, ``-3``, ...): a row without an id must never be merged with, or dropped as a
+    duplicate of, a row that names that id."""
+    taken = set(in_use) | {f.record.record_id for f in found if not f.made_up[0]}
     taken |= {f.record.question_id for f in found if not f.made_up[1]}
     by_line: dict[int, list[_Found]] = {}
     for f in found:
@@ -617,10 +618,11 @@ def _settle_ids(found: list[_Found], unit: str) -> list[_Found]:
 
 def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str = "auto",
                       mapping: ColumnMapping | None = None, source: str | None = None,
-                      lenient: bool = False, unit: str = "line") -> LoadResult:
+                      lenient: bool = False, unit: str = "line", in_use: Collection[str] = ()) -> LoadResult:
     """Turn ``(line, row)`` pairs into records; every problem becomes a :class:`RecordIssue`.
 
-    ``source`` fills records whose row has no source value. Strict mode raises
+    ``source`` fills records whose row has no source value; ids made up for rows without one
+    avoid ``in_use`` (record and question ids of a dataset the records will join). Strict mode raises
     :class:`RecordsError` after collecting every issue; lenient mode returns the good records.
     """
     if layout not in LAYOUTS:
@@ -636,7 +638,7 @@ def records_from_rows(rows: Iterable[tuple[int, Any]], *, file: str, layout: str
     records: list[Record] = []
     origins: dict[str, Origin] = {}
     first_seen: dict[str, int] = {}
-    for f in _settle_ids(found, unit):
+    for f in _settle_ids(found, unit, in_use):
         record_id = f.record.record_id
         if record_id in first_seen:  # keep the first, report the later one
             issues.append(RecordIssue(file, f.line, "record_id", f"duplicate record_id {record_id!r} "
@@ -836,14 +838,15 @@ def infer_format(path: str | Path) -> str:
 
 def load_records(path: str | Path, *, fmt: str | None = None, layout: str = "auto",
                  mapping: ColumnMapping | None = None, source: str | None = None,
-                 lenient: bool = False, name: str | None = None) -> LoadResult:
+                 lenient: bool = False, name: str | None = None, in_use: Collection[str] = ()) -> LoadResult:
     """Read a JSONL/JSON/CSV/Parquet file into records (see module docstring). ``name`` is how
-    errors call the file (e.g. an upload's own name rather than its temporary path)."""
+    errors call the file (e.g. an upload's own name rather than its temporary path); ``in_use``:
+    ids the made-up ones must avoid (:func:`records_from_rows`)."""
     file = name or str(path)
     reader, unit = _reader(fmt or infer_format(name or path), file)
     rows, issues = reader(Path(path), file)
     result = records_from_rows(rows, file=file, layout=layout, mapping=mapping, source=source,
-                               lenient=True, unit=unit)
+                               lenient=True, unit=unit, in_use=in_use)
     issues = sorted(issues + result.issues, key=lambda issue: issue.line)
     if issues and not lenient:
         raise RecordsError(issues)

@@ -19,7 +19,6 @@ under one chosen *reference* model (the same tokenizer for every source, so leng
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,18 +147,3 @@ def adaptivity(responses: pd.DataFrame, column: str = "n_tokens", min_questions:
         rows.append({"source": source, "spearman_length_vs_solve_rate": rho, "p_value": p,
                      "questions": len(part), "note": note})
     return pd.DataFrame(rows, columns=columns)
-
-
-def write_responses(responses: pd.DataFrame, path: Path) -> None:
-    """The per-response table as Parquet (keeps the reference label) or CSV, by extension."""
-    if path.suffix == ".parquet":
-        responses.to_parquet(path, index=False)
-    else:
-        responses.to_csv(path, index=False)
-
-
-def read_responses(path: Path) -> pd.DataFrame:
-    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"record_id": str,
-                                                                                          "question_id": str})
-    table["correct"] = table["correct"].astype("boolean")
-    return table

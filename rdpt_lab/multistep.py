@@ -323,3 +323,14 @@ def teacher_style(sentence: str) -> bool:
 
 
 Checker = Callable[[str, int], bool]
+
+
+# "a op b = c" as the solutions write it (× ÷ −), and the ASCII forms a model may use instead
+_EQUATION_RE = re.compile(r"(\d+)\s*([+\-−×x*÷/])\s*(\d+)\s*=\s*(\d+)")
+_OPERATIONS = {"+": int.__add__, "-": int.__sub__, "−": int.__sub__, "×": int.__mul__, "x": int.__mul__,
+               "*": int.__mul__, "÷": lambda a, b: a / b if b else None, "/": lambda a, b: a / b if b else None}
+
+
+def equations(response: str) -> list[bool]:
+    """Whether each integer equation ``a op b = c`` written in ``response`` holds, in order."""
+    return [_OPERATIONS[op](int(a), int(b)) == int(c) for a, op, b, c in _EQUATION_RE.findall(response)]

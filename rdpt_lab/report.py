@@ -23,6 +23,7 @@ from rdpt_core.atomic import atomic_path
 from rdpt_core.provenance import CLASSES_4, DEFAULT_ALPHA, DEFAULT_BETA, UNSCORED, classify_table
 from rdpt_core.models import PROJECT_ROOT
 
+from . import multistep as M
 from .experiment import conclusion, results_markdown
 from .lineage import DEMO_SCORES, GROUND_TRUTH, STAGES, STEPS_DIR
 
@@ -106,6 +107,43 @@ def attempts_table(manifest: Mapping[str, Any]) -> str:
                  [True, False, True, False])
 
 
+def teacher_breakdown(out: Path) -> str:
+    """The teacher's greedy test accuracy by the question's arithmetic steps and by the kinds of
+    event it contains: where the teacher stands, and what falls short."""
+    from rdpt_core.records import load_records
+
+    from .lineage import TEACHER_TEST, load_questions
+
+    if not (out / TEACHER_TEST).exists():
+        return NOT_RUN
+    problems = {p.question_id: p for p in load_questions(out)["test"]}
+    solved = {r.question_id: bool(r.correct) for r in load_records(out / TEACHER_TEST).records}
+
+    def rows(groups: Mapping[object, list[str]]) -> list[list[object]]:
+        return [[key, len(ids), sum(solved[i] for i in ids), _pct(sum(solved[i] for i in ids) / len(ids))]
+                for key, ids in groups.items()]
+
+    answers = load_records(out / TEACHER_TEST).records
+    checked = [M.equations(r.response) for r in answers]
+    right, written = sum(sum(c) for c in checked), sum(len(c) for c in checked)
+    arithmetic = (f"Arithmetic: {right} of the {written} equations (a op b = c) its answers write hold "
+                  f"({_pct(right / written if written else None)}); {sum(not all(c) for c in checked)} of its "
+                  f"{len(answers)} answers have at least one that does not. Of its "
+                  f"{sum(not r.correct for r in answers)} wrong answers, "
+                  f"{sum(all(c) and not r.correct for r, c in zip(answers, checked))} have every equation right: "
+                  f"those misread an event.\n\n")
+    by_steps: dict[object, list[str]] = {}
+    by_kind: dict[object, list[str]] = {}
+    for qid in solved:
+        by_steps.setdefault(problems[qid].steps, []).append(qid)
+        for kind in sorted(set(problems[qid].kinds)):
+            by_kind.setdefault(kind, []).append(qid)
+    return arithmetic + (table_md(["arithmetic steps", "test questions", "solved", "accuracy"],
+                  rows(dict(sorted(by_steps.items()))), [True] * 4) + "\n"
+            + table_md(["question has a … event", "test questions", "solved", "accuracy"],
+                    rows(dict(sorted(by_kind.items()))), [False, True, True, True]))
+
+
 def stage_table(manifest: Mapping[str, Any], stages: Sequence[str]) -> str:
     seconds = manifest.get("stage_seconds", {})
     rows = [[name, _minutes(seconds[name])] for name in stages if name in seconds]
@@ -183,6 +221,7 @@ def lineage_tables(out: Path) -> dict[str, str]:
         "steps-accuracy": accuracy_table(manifest),
         "steps-training": training_table(manifest),
         "steps-attempts": attempts_table(manifest),
+        "steps-teacher-breakdown": teacher_breakdown(out),
         "steps-stages": stage_table(manifest, STAGES),
         "steps-confusion": _or_not_run(truth, confusion_table),
         "steps-agreement": _or_not_run(truth, agreement_table),

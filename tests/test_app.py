@@ -502,6 +502,22 @@ def test_loading_a_file_says_what_happened_to_the_previous_dataset_and_can_add_i
     assert any("Added 1 records" in s.value and "1 whose record_id was already there" in s.value for s in at.success)
 
 
+def test_adding_two_files_without_ids_keeps_every_answer():
+    """Rows without ids are numbered by line; a second such file added to the same dataset must
+    not have its answers dropped as duplicates of the first file's."""
+    at = page("trajectories").run()
+    upload(at, "first.jsonl", b'{"prompt": "p", "response": "a1"}\n{"prompt": "p", "response": "a2"}\n')
+    button(at, "up_load").click().run()
+    upload(at, "second.jsonl", b'{"prompt": "q", "response": "b1"}\n{"prompt": "q", "response": "b2"}\n')
+    digest = next(r.key for r in at.radio if r.key.startswith("up_mode_"))
+    at.radio(key=digest).set_value("records added to the working dataset").run()
+    button(at, "up_load").click().run()
+    records = at.session_state["records"]
+    assert [r.response for r in records] == ["a1", "a2", "b1", "b2"]
+    assert len({r.record_id for r in records}) == 4 and len({r.question_id for r in records}) == 4
+    assert any("Added 2 records" in s.value for s in at.success)
+
+
 # ---- persistence: reload, links ----------------------------------------------------------------
 def test_a_pasted_dataset_survives_a_reload_and_its_record_link_opens_it():
     at = page("trajectories").run()

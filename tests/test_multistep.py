@@ -94,3 +94,16 @@ def test_teacher_style_markers_tell_the_solver_sentences_from_plain_ones():
     for plain in ("First, Tom has 12 apples.", "Step 1: 12 + 5 = 17.", "So 17 − 5 = 12.",
                   "The plan is simple.", "Let me check: 17 - 5 = 12."):
         assert not M.teacher_style(plain)
+
+
+def test_equations_are_checked_one_by_one_in_every_notation():
+    text = ("Step 1 → 20 ÷ 4 = 5 beads. Step 2 → 5 × 2 = 11 beads. Then 26 + 4 = 30, 30 − 7 = 23, "
+            "3 x 4 = 12, 7 / 2 = 3, 9 - 10 = -1 and 5 ÷ 0 = 0.")
+    # 9 - 10 = -1 is not an integer equation the solutions write ("-1" is not read): skipped
+    assert M.equations(text) == [True, False, True, True, True, False, False]
+    assert M.equations("The answer is 12.") == []
+
+
+def test_every_solver_solution_has_only_true_equations():
+    problems = M.make_problems("test", 40, seed=3, prefix="te")
+    assert all(M.equations(p.solution) and all(M.equations(p.solution)) for p in problems)

@@ -849,3 +849,16 @@ def test_a_csv_header_that_is_not_utf8_is_one_clear_issue(tmp_path: Path) -> Non
     assert issue_texts(info.value) == [
         f"{path}, line 1: column name 'r\\udce9ponse': byte 0xe9 is not UTF-8 text (or '\\udce9' is half "
         "of a surrogate pair); save the file as UTF-8"]
+
+def test_made_up_ids_avoid_the_ids_of_the_dataset_they_join(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "more.jsonl", [
+        {"prompt": "p", "response": "no id, line 1"},
+        {"prompt": "p", "response": "no id, line 2"},
+        {"record_id": "2", "prompt": "p", "response": "explicit 2"},
+    ])
+    in_use = {"1", "line-1", "2"}  # ids of an earlier id-less upload, already in the dataset
+    got = {r.response: (r.record_id, r.question_id) for r in load_records(path, in_use=in_use).records}
+    assert got["no id, line 1"] == ("line-1-2", "line-1-2")
+    assert got["no id, line 2"] == ("line-2", "line-2")
+    assert got["explicit 2"] == ("2", "2")  # an id the input names is kept (and skipped when added)
+    assert load_records(path).records[0].record_id == "1"  # alone, the line number as before
