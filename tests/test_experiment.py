@@ -193,13 +193,14 @@ def test_config_suggests_a_close_key_and_parses_defaults():
     assert E.parse_config({k: v for k, v in BASE.items() if k != "out"}, "x", out=Path("o")).out == Path("o")
 
 
-def test_steps_config_is_the_lineages_student_recipe():
+def test_steps_config_is_the_lineages_student_recipe_for_one_epoch():
     from rdpt_lab import lineage
 
     config = E.load_config(REPO / "rdpt_lab" / "configs" / "steps_selection.toml")
     want = lineage._student_lora(0)
-    assert {f.name: getattr(config.lora, f.name) for f in fields(want) if f.name != "seed"} == \
-        {f.name: getattr(want, f.name) for f in fields(want) if f.name != "seed"}
+    assert config.lora.epochs == 1 and want.epochs == 2  # one epoch: five LoRAs in the time budget
+    assert {f.name: getattr(config.lora, f.name) for f in fields(want) if f.name not in ("seed", "epochs")} == \
+        {f.name: getattr(want, f.name) for f in fields(want) if f.name not in ("seed", "epochs")}
     assert config.student == "gemma3-270m" and config.checker == "strict_final"
     assert config.teacher_corpus == Path("demo/steps/teacher_corpus")
     assert config.test_questions == Path("demo/steps/test_questions.jsonl")
