@@ -165,6 +165,9 @@ def train_lora(
     if settings.save_dtype != "float32":
         model.to(getattr(torch, settings.save_dtype))  # the adapter's weights; training is over
     model.save_pretrained(str(out_dir))  # peft takes a str path
+    # peft's model-card template is not committed, and every file of an adapter dir is part of
+    # its fingerprint: scores made beside it would not be found in a clean clone without it
+    (out_dir / "README.md").unlink(missing_ok=True)
     checkpoint.unlink(missing_ok=True)
     trainable = sum(p.numel() for p in params)
     student.unload()

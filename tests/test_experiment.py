@@ -480,6 +480,7 @@ stop_regex = '[Tt]he answer is\\s+-?\\d+\\.?'
         E.Experiment(config, log=lambda m: None).run()
     first = out / "adapters" / "max_teacher_count-s0"
     assert (first / "adapter_config.json").exists() and (out / "eval" / "max_teacher_count-s0.jsonl").exists()
+    assert not (first / "README.md").exists()  # peft writes one; not part of the adapter
     assert not (out / "adapters" / "max_teacher_count-s1").exists()
     kept = {p: t for p, t in mtimes(out).items() if p.startswith(("adapters/max_teacher_count-s0/", "eval/"))}
 
