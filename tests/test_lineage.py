@@ -116,7 +116,6 @@ def test_every_committed_answer_is_labelled_by_the_strict_rule(name):
     assert all(_STATED.search(r.response.strip()) and not r.meta["truncated"] for r in correct)
 
 
-<<<<<<< HEAD
 # ---- the committed lineage (demo/steps/) --------------------------------------------------------
 OUT = lineage.STEPS_DIR
 
@@ -208,7 +207,8 @@ def test_committed_demo_scores_match_a_fresh_rescore(tmp_path):
     for role in ("teacher", "student", "distilled"):
         assert (fresh[f"n_tokens_{role}"].values == old[f"n_tokens_{role}"].values).all()
         assert np.allclose(fresh[f"p_{role}"], old[f"p_{role}"], atol=1e-5, equal_nan=True), role
-=======
+
+
 @pytest.mark.parametrize("corpus", [lineage.DEMO_CORPUS, lineage.TEACHER_CORPUS])
 def test_committed_scores_belong_to_the_committed_models(corpus):
     """The fingerprints recorded with the committed scores are those of the adapters as a clean
@@ -224,4 +224,3 @@ def test_committed_scores_belong_to_the_committed_models(corpus):
     recorded = json.loads(path.read_text())["fingerprints"]
     specs = lineage.lineage_specs()
     assert {role: fingerprint(specs[role], "float32") for role in recorded} == recorded
->>>>>>> main
