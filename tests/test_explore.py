@@ -268,11 +268,13 @@ def test_action_tokens_add_up_to_the_action_table(demo):
             assert [response[s:e] for s, e in zip(part["start"], part["end"])] == part["text"].tolist()
             assert part["token_index"].is_monotonic_increasing
             if not part["straddle"].any():
-                text = "".join(part["text"])
-                # the tokens are contiguous, and cover the action when they start and end with it
-                assert text == response[part["start"].iloc[0] : part["end"].iloc[-1]]
-                if part["start"].iloc[0] == row["start"] and part["end"].iloc[-1] == row["end"]:
-                    assert text == row["text"]
+                starts, ends = part["start"].tolist(), part["end"].tolist()
+                # the tokens are contiguous (no gap), and cover the action when they start and end
+                # with it; a character split over two byte-level tokens ("÷") belongs to both, so
+                # consecutive spans may overlap by that character
+                assert all(start <= end for start, end in zip(starts[1:], ends[:-1]))
+                assert all(start >= end - 1 for start, end in zip(starts[1:], ends[:-1]))
+                if starts[0] == row["start"] and ends[-1] == row["end"]:
                     covered += 1
     assert covered >= 30
 
