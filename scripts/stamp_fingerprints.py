@@ -5,7 +5,7 @@ names), re-score a few of its records with that model in a private cache, and wr
 fingerprint into ``corpus.json`` only if the stored token log-probs equal the fresh ones
 (|Δ| ≤ 1e-4). A corpus whose numbers do not match is left alone and reported.
 
-    .venv/bin/python scripts/stamp_fingerprints.py demo/lab/corpus demo/lab/teacher_corpus data/math500_subset/corpus
+    .venv/bin/python scripts/stamp_fingerprints.py demo/steps/corpus demo/steps/teacher_corpus data/math500_subset/corpus
 """
 
 from __future__ import annotations
