@@ -46,7 +46,8 @@ clean-cache:
 
 # The lab (docs/lab.md): a teacher trained here on multi-step problems in a known style, the
 # student, and the student distilled on the teacher's verified samples, into demo/steps/. Every
-# stage is skipped when its output exists; training resumes from its checkpoint.
+# stage is skipped when its output exists; training resumes from its checkpoint. About 2 h 10 min
+# on a 2-core CPU (stage times in docs/lab.md).
 lab: setup
 	$(PY) -m rdpt_lab
 
