@@ -117,13 +117,13 @@ def teacher_breakdown(out: Path) -> str:
     if not (out / TEACHER_TEST).exists():
         return NOT_RUN
     problems = {p.question_id: p for p in load_questions(out)["test"]}
-    solved = {r.question_id: bool(r.correct) for r in load_records(out / TEACHER_TEST).records}
+    answers = load_records(out / TEACHER_TEST).records
+    solved = {r.question_id: bool(r.correct) for r in answers}
 
     def rows(groups: Mapping[object, list[str]]) -> list[list[object]]:
-        return [[key, len(ids), sum(solved[i] for i in ids), _pct(sum(solved[i] for i in ids) / len(ids))]
-                for key, ids in groups.items()]
+        counts = {key: (len(ids), sum(solved[i] for i in ids)) for key, ids in groups.items()}
+        return [[key, n, k, _pct(k / n)] for key, (n, k) in counts.items()]
 
-    answers = load_records(out / TEACHER_TEST).records
     checked = [M.equations(r.response) for r in answers]
     right, written = sum(sum(c) for c in checked), sum(len(c) for c in checked)
     arithmetic = (f"Arithmetic: {right} of the {written} equations (a op b = c) its answers write hold "
