@@ -94,6 +94,7 @@ def _save_checkpoint(path: Path, model, optimizer, schedule, step: int, history:
     import torch
     from peft import get_peft_model_state_dict
 
+    path.parent.mkdir(parents=True, exist_ok=True)  # the first checkpoint may come before the adapter's folder
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"step": step, "history": history, "seconds": seconds, "settings": settings.to_dict(),
                 "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),

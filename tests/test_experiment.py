@@ -460,6 +460,7 @@ alpha = 8
 epochs = 1
 batch_size = 2
 save_dtype = "bfloat16"
+checkpoint_every = 1  # a checkpoint before the adapters' folder exists (a real run's first step)
 [sampling]
 max_new_tokens = 8
 batch_size = 4
