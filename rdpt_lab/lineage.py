@@ -179,8 +179,9 @@ def accuracy(records: list[Record]) -> dict[str, Any]:
     """Share of correct records with its 95% Wilson interval, and the truncated count."""
     n, k = len(records), sum(bool(r.correct) for r in records)
     lo, hi = wilson([k], [n])
-    return {"n": n, "correct": k, "accuracy": round(k / n, 4) if n else None,
-            "wilson95": [round(float(lo[0]), 4), round(float(hi[0]), 4)] if n else None,
+    # six decimals: shown as percentages with one decimal, four would round twice (0.55016% -> 0.0055 -> "0.5%")
+    return {"n": n, "correct": k, "accuracy": round(k / n, 6) if n else None,
+            "wilson95": [round(float(lo[0]), 6), round(float(hi[0]), 6)] if n else None,
             "truncated": sum(bool(r.meta.get("truncated")) for r in records)}
 
 

@@ -181,6 +181,24 @@ def selection_table(results: Mapping[str, Any]) -> str:
            f"{conclusion(results['rows'])}\n"
 
 
+def selection_overlap(selection_dir: Path) -> str:
+    """How alike the strategies' training sets are: for each pair, the questions on which both
+    picked the same answer (out of the questions and candidates ``beta.json`` counts)."""
+    picked = {path.stem: {row["question_id"]: row["record_id"] for row in map(json.loads, path.read_text().splitlines())}
+              for path in sorted((selection_dir / "selected").glob("*.jsonl"))}
+    if not picked:
+        return NOT_RUN
+    names = list(picked)
+    order = [n for n in ("random", "grape", "max_teacher_count", "min_teacher_count", "longest") if n in names]
+    names = order + [n for n in names if n not in order]
+    rows = [[a, *(sum(picked[a].get(q) == r for q, r in picked[b].items()) for b in names)] for a in names]
+    out = table_md(["same answer on … questions", *names], rows, [False, *([True] * len(names))])
+    beta = _read(selection_dir / "beta.json") or {}
+    if "questions" in beta:
+        out += f"\n{beta['questions']} questions, {beta['candidates']} verified answers to choose from.\n"
+    return out
+
+
 def class_tables(actions: pd.DataFrame, alpha: float, beta: float, min_n: int = 10) -> str:
     """Class shares of the demo corpus's actions, overall and in correct vs incorrect answers
     (unit: actions; the β page's per-response statistics are in the app), and the Teacher and
@@ -230,6 +248,7 @@ def lineage_tables(out: Path) -> dict[str, str]:
         if (out / DEMO_SCORES).exists() else NOT_RUN,
         "steps-selection": _or_not_run(selection, selection_table),
         "steps-selection-stages": stage_table(experiment, list(experiment.get("stage_seconds", {}))),
+        "steps-selection-overlap": selection_overlap(out / "selection"),
     }
 
 

@@ -389,6 +389,18 @@ def test_data_selection_page_shows_the_selection_experiment_and_a_users_own_resu
     assert "mine" in said and "β = 0.2" in said and "do not overlap" in said
 
 
+def test_data_selection_page_shows_the_committed_experiment():
+    from rdpt_app import loaders
+
+    committed = json.loads(loaders.SELECTION_RESULTS.read_text())
+    at = page("data_selection").run()
+    assert not at.exception
+    table = frame_with(at, "ci_low")
+    assert table["strategy"].tolist() == [r["strategy"] for r in committed["rows"]]
+    assert table["correct"].tolist() == [r["correct"] for r in committed["rows"]]
+    assert f"β = {committed['beta']}" in " ".join(m.value for m in at.markdown)
+
+
 def test_sources_page_shows_the_bundled_aime24_comparison():
     import pandas as pd
 
