@@ -1,6 +1,8 @@
 """The Hugging Face backend on the two real packaged models."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +196,65 @@ def test_generation_says_which_responses_the_token_limit_cut(smollm2):
     assert cut.truncated is True and cut.text == ended.text
     assert greedy(n_reply, stop_regex=r"\S").truncated is False  # stopped by the stop rule
     assert smollm2.generate([context], SamplingSettings(n=1, temperature=0.0, max_new_tokens=48)) == [[ended.text]]
+
+
+# ---- batched scoring (issue 14): equal to one record at a time and to a plain forward pass ---------
+def _real_pairs(backend, n_short: int) -> list[tuple[str, str]]:
+    """Real model outputs of very different lengths: the lab's test answers (~100 tokens with
+    their context), a long MATH500 solution (> 512 tokens: past Gemma's sliding-window
+    attention span), a one-token answer and one whose first token straddles the seam."""
+    lines = (Path(__file__).parents[1] / "demo/steps/test_trajectories.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines[:n_short]]
+    pairs = [(backend.render_context(r["prompt"]), r["response"]) for r in rows]
+    long_row = max(skythought_rows("math500.gemma-2-27b-it"), key=lambda r: len(r["code"][0]))
+    pairs.append((backend.render_context(long_row["question"]), long_row["code"][0][:3000]))
+    pairs.append((backend.render_context("2 + 2?"), "4"))
+    pairs.append(("Question\n", "\nAnswer. More."))  # Gemma: one "\n\n" token across the seam
+    return pairs
+
+
+def _batched(backend, pairs, batch_tokens):
+    yields = list(backend.score_batches(pairs, batch_tokens=batch_tokens))
+    got = dict(item for done in yields for item in done)
+    assert sorted(got) == list(range(len(pairs)))  # each pair exactly once
+    return got, len(yields)
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma"])
+def test_batched_log_probs_equal_per_record_and_a_plain_forward_pass(name, request):
+    backend, ref = request.getfixturevalue(name), request.getfixturevalue(f"{name}_ref")
+    pairs = _real_pairs(backend, 12)
+    lengths = [len(backend.encode(c, r)[0]) for c, r in pairs]
+    assert max(lengths) > 512 and min(lengths) < 20
+    # one budget that puts the long answer with short ones (padding-heavy), one that packs
+    # the short answers together
+    for budget in (4 * max(lengths), 4 * sorted(lengths)[-2]):
+        batched, n_yields = _batched(backend, pairs, budget)
+        assert n_yields < len(pairs)  # several records shared a forward pass
+        for (context, response), i in zip(pairs, range(len(pairs))):
+            one = backend.score(context, response)
+            got = batched[i]
+            assert got.token_ids.tolist() == one.token_ids.tolist()
+            assert got.offsets.tolist() == one.offsets.tolist() and got.straddle.tolist() == one.straddle.tolist()
+            assert np.allclose(got.logprobs, one.logprobs, atol=1e-5, rtol=0, equal_nan=True)
+            ids, _, want, _ = ref.token_logprobs(context, response)
+            tail = np.array([np.nan if v is None else v for v in want[len(ids) - got.n_tokens:]])
+            assert np.allclose(got.logprobs, tail, atol=1e-4, rtol=0, equal_nan=True)
+    straddling = batched[len(pairs) - 1]
+    assert straddling.straddle[0] == (name == "gemma")
+
+
+def test_batched_sliding_windows_equal_per_record_and_the_documented_windows(smollm2_spec, smollm2_ref):
+    small = create_backend(with_overrides(smollm2_spec, max_context=96, min_left_context=40))
+    pairs = _real_pairs(small, 6)
+    batched, n_yields = _batched(small, pairs, 4 * 96)
+    assert n_yields < len(pairs)
+    for i, (context, response) in enumerate(pairs):
+        ids, _, _ = small.encode(context, response)
+        got = batched[i]
+        first = len(ids) - got.n_tokens
+        want = np.array([np.nan if v is None else v for v in _window_reference(smollm2_ref, ids, 96, 40)[first:]])
+        assert np.allclose(got.logprobs, want, atol=1e-4, rtol=0, equal_nan=True)
+        assert np.allclose(got.logprobs, small.score(context, response).logprobs, atol=1e-5, rtol=0, equal_nan=True)
+        assert got.truncated.tolist() == [p >= 96 for p in range(first, len(ids))]
+    assert any(batched[i].truncated.any() for i in batched)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,17 @@ class ScoringBackend(ABC):
     @abstractmethod
     def score(self, context: str, response: str) -> TokenScores:
         """Teacher-forced log-probs of ``response`` after ``context`` (loads the model)."""
+
+    def score_batches(
+        self, pairs: Sequence[tuple[str, str]], batch_tokens: int | None = None,
+    ) -> Iterator[list[tuple[int, TokenScores]]]:
+        """Score many ``(context, response)`` pairs, yielding after each forward batch the
+        pairs it completed, as ``(index into pairs, scores)``; every pair is yielded exactly
+        once. ``batch_tokens`` bounds the padded tokens of one batch (None: the backend's
+        default for its device). This default scores one pair at a time; a backend that can
+        batch overrides it, with numbers equal to :meth:`score`'s up to float rounding."""
+        for index, (context, response) in enumerate(pairs):
+            yield [(index, self.score(context, response))]
 
     @property
     @abstractmethod
