@@ -151,7 +151,7 @@ def score_corpus_ray(
 
     check_job(records, specs)
     cache = cache if cache is not None else TokenCache()
-    backends = build_backends(specs)  # tokenizers only: the driver never loads a model
+    backends = build_backends(specs, cache)  # tokenizers at most: the driver never loads a model
     started = _connect(settings)
     fresh: dict[str, int] = {}
     loads: dict[str, int] = {}

@@ -127,12 +127,13 @@ class ScoringReport:
     model_loads: dict[str, int]
 
 
-def build_backends(specs: Mapping[str, ModelSpec]) -> dict[str, ScoringBackend]:
-    """One backend per distinct spec (two roles with the same model share it)."""
+def build_backends(specs: Mapping[str, ModelSpec], cache: TokenCache | None = None) -> dict[str, ScoringBackend]:
+    """One backend per distinct spec (two roles with the same model share it). With ``cache``,
+    a backend whose profile it holds opens without loading its tokenizer."""
     by_spec: dict[ModelSpec, ScoringBackend] = {}
     for spec in specs.values():
         if spec not in by_spec:
-            by_spec[spec] = create_backend(spec)
+            by_spec[spec] = create_backend(spec, cache)
     return {role: by_spec[spec] for role, spec in specs.items()}
 
 
@@ -320,7 +321,7 @@ def score_corpus(
     """
     check_job(records, specs)
     cache = cache if cache is not None else TokenCache()
-    backends = dict(backends) if backends is not None else build_backends(specs)
+    backends = dict(backends) if backends is not None else build_backends(specs, cache)
     special = [t for b in backends.values() for t in b.facts().special_tokens]
     tokens: dict[str, dict[str, TokenScores]] = {}
     report = ScoringReport({}, {}, {})

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -258,3 +259,61 @@ def test_batched_sliding_windows_equal_per_record_and_the_documented_windows(smo
         assert np.allclose(got.logprobs, small.score(context, response).logprobs, atol=1e-5, rtol=0, equal_nan=True)
         assert got.truncated.tolist() == [p >= 96 for p in range(first, len(ids))]
     assert any(batched[i].truncated.any() for i in batched)
+
+
+# ---- opening from a stored profile (no tokenizer, no torch): issue 14 ------------------------------
+PROMPTS = ["What is 2+2?", "Solve $\\frac{x}{2} = {y}$ for x.", "<|im_start|>user\nsneaky<|im_end|>", "",
+           "Line one\n\nLine two  ", "<bos><start_of_turn>user"]
+
+
+@pytest.mark.parametrize("name", ["smollm2_spec", "gemma_spec", "tiny"])
+def test_profile_rendering_equals_the_tokenizers_own_chat_template(name, request, tmp_path):
+    from transformers import AutoTokenizer
+
+    from rdpt_core.cache import TokenCache
+    from rdpt_core.models import resolve_spec
+
+    spec = request.getfixturevalue(name)
+    spec = resolve_spec(str(spec)) if name == "tiny" else spec
+    cache = TokenCache(tmp_path)
+    first = create_backend(spec, cache)  # builds the profile from the tokenizer and stores it
+    again = create_backend(spec, cache)  # opens from the stored profile
+    assert again._tokenizer is None and again.profile == first.profile
+    tok = AutoTokenizer.from_pretrained(spec.path)
+    for prompt in PROMPTS:
+        want = (tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        tokenize=False) if tok.chat_template else f"{prompt}\n\n")
+        assert again.render_context(prompt) == want
+    assert again.facts().special_tokens == tuple(tok.all_special_tokens)
+    assert again._tokenizer is None  # rendering and facts needed no tokenizer
+    # tokenizing loads it, checked as always, with the same ids and offsets as a fresh backend
+    ids, offsets, prefix = again.encode("Q\n\n", "A.")
+    want_ids, want_offsets, want_prefix = first.encode("Q\n\n", "A.")
+    assert (ids, prefix) == (want_ids, want_prefix) and np.array_equal(offsets, want_offsets)
+    assert again._tokenizer is not None
+
+
+def test_a_cached_cli_run_imports_no_torch_and_loads_no_model(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    rows = [json.loads(line) for line in (REPO / "demo/steps/test_trajectories.jsonl").read_text().splitlines()[:6]]
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({k: r[k] for k in ("record_id", "question_id", "prompt", "response")}) + "\n"
+                            for r in rows))
+    probe = ("import runpy, sys, atexit; atexit.register(lambda: print('TORCH', 'torch' in sys.modules, "
+             "file=sys.stderr)); sys.argv = ['rdpt_core'] + sys.argv[1:]; runpy.run_module('rdpt_core', "
+             "run_name='__main__')")
+    args = ["score", "--input", str(data), "--teacher", "smollm2-135m-instruct", "--student", "gemma3-270m",
+            "--distilled", "gemma3-270m-steps-distilled", "--out", str(tmp_path / "t.parquet"),
+            "--cache-dir", str(tmp_path / "cache")]
+    runs = [subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO, capture_output=True, text=True)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    assert "TORCH True" in runs[0].stderr and "teacher: 6 scored" in runs[0].stderr
+    assert "TORCH False" in runs[1].stderr, runs[1].stderr[-2000:]
+    for role in ("teacher", "student", "distilled"):
+        assert f"{role}: 0 scored, 6 from cache, model loaded 0x" in runs[1].stderr
+    assert pd.read_parquet(tmp_path / "t.parquet")["record_id"].nunique() == 6

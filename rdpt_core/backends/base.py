@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -115,6 +115,15 @@ class Generated:
     truncated: bool
 
 
+class ProfileStore(Protocol):
+    """Where a backend keeps, per fingerprint, what it needs to open without loading its
+    tokenizer (its *profile*: chat template, special tokens, …) between runs; the token cache
+    is one (:class:`rdpt_core.cache.TokenCache`)."""
+
+    def get_profile(self, fingerprint: str) -> dict[str, Any] | None: ...
+    def put_profile(self, fingerprint: str, profile: dict[str, Any]) -> None: ...
+
+
 class ScoringBackend(ABC):
     """Scores responses under one model. The tokenizer is light and loaded at once; the
     weights are loaded lazily on the first :meth:`score` and freed by :meth:`unload`, so a
@@ -127,7 +136,7 @@ class ScoringBackend(ABC):
 
     name: str = ""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, profiles: ProfileStore | None = None) -> None:
         self.spec = spec
         self.load_count = 0  # times the weights were loaded; a fully cached job leaves it at 0
         self.lock = threading.RLock()  # the model's one owner at a time (re-entrant)

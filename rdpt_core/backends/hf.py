@@ -36,7 +36,7 @@ import numpy as np
 from ..batching import Window, padded_length, plan_batches, plan_windows
 from ..models import CheckpointError, ModelSpec, check_local_checkpoint, fingerprint, pin_revision
 from . import register_backend
-from .base import Generated, SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
+from .base import Generated, ProfileStore, SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,17 @@ PAD_MULTIPLE = 64
 _PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Then 2 + 2 = 4."
 
 
+def _no_cuda_possible() -> bool:
+    """True when this machine surely has no CUDA GPU, known without importing torch (seconds):
+    Linux without the NVIDIA control device (nor WSL's GPU device), or a Mac."""
+    if sys.platform == "darwin":
+        return True
+    return sys.platform.startswith("linux") and not any(os.path.exists(d) for d in ("/dev/nvidiactl", "/dev/dxg"))
+
+
 def resolve_device(device: str) -> str:
+    if device == "auto" and _no_cuda_possible():
+        return "cpu"
     import torch
 
     if device == "auto":
@@ -181,84 +191,135 @@ def _owning(method: Callable[..., _T]) -> Callable[..., _T]:
     return owned
 
 
+PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {"vocab_size": int, "bos_token": (str, type(None)), "adds_bos": bool, "pad_id": int,
+                "chat_template": (str, type(None)), "special_tokens_map": dict, "special_tokens": list,
+                "context_window": (int, type(None))}
+
+
+def valid_profile(profile: Any) -> bool:
+    return isinstance(profile, dict) and set(profile) == set(PROFILE_KEYS) and all(
+        isinstance(profile[key], kind) for key, kind in PROFILE_KEYS.items())
+
+
 @register_backend("hf")
 class HFBackend(ScoringBackend):
-    def __init__(self, spec: ModelSpec) -> None:
+    """``profiles``: where the tokenizer's *profile* (what rendering a context, the job's markers
+    and the cache keys need: chat template, special tokens, BOS rule, window) is kept per
+    fingerprint. With a stored profile the backend opens without loading the tokenizer (and so
+    without importing torch): a job whose scores are all cached stays fast. The tokenizer is
+    then loaded, with every check, only when something is tokenized."""
+
+    def __init__(self, spec: ModelSpec, profiles: ProfileStore | None = None) -> None:
         # Local files are checked and hub commits pinned before transformers sees the name, so
         # a bad checkpoint fails here, fast and named, and scores are filed under the commit.
         check_local_checkpoint(spec)
         spec, online = pin_revision(spec)
         super().__init__(spec)
-        from transformers import AutoConfig, AutoTokenizer
-
         # Offline, or the hub did not answer: files from the local cache only (no minute of retries).
         self._load_kwargs: dict[str, Any] = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                                                  local_files_only=not online, **_gguf_kwargs(spec))
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **self._load_kwargs)
-            self.config = AutoConfig.from_pretrained(spec.path, **self._load_kwargs)
-        except (OSError, ValueError, KeyError) as err:  # transformers' own message, with the model named
-            raise CheckpointError(f"{spec.label}: cannot load the tokenizer or config from {spec.path}: {err}") from err
-        if not self.tokenizer.is_fast:
-            raise ValueError(
-                f"{spec.label}: the tokenizer has no fast (Rust) version, so it cannot report "
-                "character offsets, which scoring needs"
-            )
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         self._fingerprint = fingerprint(spec, self.dtype)
-        self._adds_bos = self._tokenizer_adds_bos()
-        if spec.template != "raw" and self.tokenizer.chat_template:
-            probe_chat_template(self.tokenizer.get_chat_template(), dict(self.tokenizer.special_tokens_map), spec.label)
         # A transformers PreTrainedModel, or a PeftModel wrapping one (which forwards attributes
         # to it at run time): no static type covers both, so Any.
         self._model: Any = None
         self._rows_fn: Callable[[dict[str, Any], Any], Callable[[int, int], Any]] | None = None
-        pad = self.tokenizer.pad_token_id
-        self._pad_id = pad if pad is not None else 0  # right padding: never seen by a real token
+        self._tokenizer: Any = None
+        stored = profiles.get_profile(self._fingerprint) if profiles is not None else None
+        if valid_profile(stored):
+            self.profile: dict[str, Any] = dict(stored)  # type: ignore[arg-type]  # checked just above
+        else:
+            self.profile = self._profile_from_tokenizer()
+            if profiles is not None:
+                profiles.put_profile(self._fingerprint, self.profile)
 
     # ---- tokenizer side (cheap) -------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The fast tokenizer, loaded and checked on first use (its chat template test-rendered)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            spec = self.spec
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(spec.path, **self._load_kwargs)
+            except (OSError, ValueError, KeyError) as err:  # transformers' own message, with the model named
+                raise CheckpointError(f"{spec.label}: cannot load the tokenizer from {spec.path}: {err}") from err
+            if not tokenizer.is_fast:
+                raise ValueError(f"{spec.label}: the tokenizer has no fast (Rust) version, so it cannot report "
+                                 "character offsets, which scoring needs")
+            if spec.template != "raw" and tokenizer.chat_template:
+                probe_chat_template(tokenizer.get_chat_template(), dict(tokenizer.special_tokens_map), spec.label)
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def _config_window(self) -> int | None:
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(self.spec.path, **self._load_kwargs)
+        except (OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{self.spec.label}: cannot load the config from {self.spec.path}: {err}") from err
+        return getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
+
+    def _profile_from_tokenizer(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        bos = tok.bos_token_id
+        adds_bos = False
+        if bos is not None:
+            with_special = tok("a", add_special_tokens=True).input_ids
+            adds_bos = len(with_special) > len(tok("a", add_special_tokens=False).input_ids) and with_special[0] == bos
+        pad = tok.pad_token_id
+        return {"vocab_size": len(tok), "bos_token": tok.bos_token, "adds_bos": adds_bos,
+                "pad_id": pad if pad is not None else 0,  # right padding: never seen by a real token
+                "chat_template": tok.get_chat_template() if tok.chat_template else None,
+                "special_tokens_map": {k: [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
+                                       for k, v in tok.special_tokens_map.items()},
+                "special_tokens": list(tok.all_special_tokens), "context_window": self._config_window()}
+
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
 
-    def _tokenizer_adds_bos(self) -> bool:
-        bos = self.tokenizer.bos_token_id
-        if bos is None:
-            return False
-        with_special = self.tokenizer("a", add_special_tokens=True).input_ids
-        without = self.tokenizer("a", add_special_tokens=False).input_ids
-        return len(with_special) > len(without) and with_special[0] == bos
+    @property
+    def _adds_bos(self) -> bool:
+        return bool(self.profile["adds_bos"])
+
+    @property
+    def _pad_id(self) -> int:
+        return int(self.profile["pad_id"])
 
     @property
     def context_window(self) -> int | None:
-        if self.spec.max_context:
-            return self.spec.max_context
-        cfg = getattr(self.config, "text_config", self.config)
-        return getattr(cfg, "max_position_embeddings", None)
+        return self.spec.max_context or self.profile["context_window"]
 
     def facts(self) -> TokenizerFacts:
-        tok = self.tokenizer
+        info = self.profile
         return TokenizerFacts(
-            vocab_size=len(tok),
-            bos_token=tok.bos_token,
-            adds_bos=self._adds_bos,
-            has_chat_template=bool(tok.chat_template),
-            special_tokens=tuple(tok.all_special_tokens),
+            vocab_size=info["vocab_size"],
+            bos_token=info["bos_token"],
+            adds_bos=info["adds_bos"],
+            has_chat_template=info["chat_template"] is not None,
+            special_tokens=tuple(info["special_tokens"]),
             context_window=self.context_window,
         )
 
     def render_context(self, prompt: str) -> str:
+        """The chat template rendered as ``tokenizer.apply_chat_template(..., tokenize=False)``
+        renders it (the same transformers function, the same arguments), from the profile."""
         mode = self.spec.template
-        has_chat = bool(self.tokenizer.chat_template)
-        if mode == "chat" and not has_chat:
+        template = self.profile["chat_template"]
+        if mode == "chat" and template is None:
             raise ValueError(f"{self.spec.label}: template 'chat' asked for, but it has no chat template")
-        if mode == "chat" or (mode == "auto" and has_chat):
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
-            assert isinstance(text, str)  # tokenize=False: the rendered string
-            return text
+        if mode == "chat" or (mode == "auto" and template is not None):
+            from transformers.utils.chat_template_utils import render_jinja_template
+
+            special: dict[str, Any] = self.profile["special_tokens_map"]
+            rendered = render_jinja_template(
+                conversations=[[{"role": "user", "content": prompt}]], chat_template=template,
+                add_generation_prompt=True, **special)[0]
+            return str(rendered[0])
         # str.replace, not str.format: prompts are full of braces (LaTeX, code).
         return self.spec.raw_template.replace("{prompt}", prompt)
 
