@@ -60,7 +60,10 @@ from .backends.base import TokenScores
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"  # part of every key: bump only when the numbers a backend produces change
+# Part of every key: bump only when the numbers a backend produces change. 2: batched scoring pads
+# every window to a multiple of 64 tokens (docs/engine.md, "Batches"), which moves fp32 log-probs by
+# up to ~4e-5 nats from version 1's unpadded passes.
+CACHE_VERSION = "2"
 APP_NAME = "rdpt-explorer"
 # Folded into every entry's digest. Format 1 (before issue 12) had no digest: such entries are
 # treated as stale, dropped and scored again once (cheaper than trusting unverifiable numbers).
