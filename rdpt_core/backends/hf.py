@@ -41,7 +41,7 @@ from .base import Generated, ProfileStore, SamplingSettings, ScoringBackend, Tok
 log = logging.getLogger(__name__)
 
 LOGIT_CHUNK = 256  # positions per lm_head chunk: 256 x 262,144 fp32 = 256 MiB for Gemma
-# Padded tokens per forward batch by default (measured: docs/benchmarks.md, make bench-scoring).
+# Padded tokens per forward batch by default; `make bench-scoring` measures the choice (docs/benchmarks.md).
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
 # Every window runs right-padded to a multiple of this many tokens, alone or in a batch, so a
 # row meets tensors of one shape either way and batching changes no number (docs/method.md §16).
