@@ -116,31 +116,31 @@ def default_cache_dir() -> Path:
 def clear_cache(root: str | Path | None = None) -> int:
     """Delete the cache's entries under ``root`` (default :func:`default_cache_dir`) and return
     how many files went. Only what :class:`TokenCache` writes is touched (``??/<key>.npz``,
-    ``profiles/<fingerprint>.json`` and leftover ``.tmp-*`` files), then the directories left empty, so a cache dir pointed at a
-    folder that holds other files loses nothing else."""
+    ``profiles/<fingerprint>.json`` and leftover ``.tmp-*`` files), then the directories left
+    empty, so a cache dir pointed at a folder that holds other files loses nothing else."""
     root = Path(root) if root is not None else default_cache_dir()
     if not root.is_dir():
         return 0
-    removed = 0
-    profiles = root / PROFILES
-    if profiles.is_dir():
-        for path in [*profiles.glob("*.json"), *profiles.glob(".tmp-*")]:
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
-        if not any(profiles.iterdir()):
-            profiles.rmdir()
+    removed = _clear_folder(root / PROFILES, "*.json")
     for sub in root.glob("??"):
-        if not sub.is_dir():
-            continue
-        for path in [*sub.glob("*.npz"), *sub.glob(".tmp-*")]:
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
-        if not any(sub.iterdir()):
-            sub.rmdir()
+        removed += _clear_folder(sub, "*.npz")
     if not any(root.iterdir()):
         root.rmdir()
+    return removed
+
+
+def _clear_folder(folder: Path, pattern: str) -> int:
+    """Delete the files matching ``pattern`` and leftover ``.tmp-*`` files in ``folder``, then
+    the folder if that left it empty; how many files went."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in [*folder.glob(pattern), *folder.glob(".tmp-*")]:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    if not any(folder.iterdir()):
+        folder.rmdir()
     return removed
 
 
