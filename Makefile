@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models lint test test-fast app clean-cache lab selection-experiment demo-scores teacher-scores sources-demo bench bench-app math500-subset
+.PHONY: setup venv models lint test test-fast app clean-cache lab selection-experiment demo-scores teacher-scores sources-demo bench bench-app bench-scoring math500-subset
 
 setup: venv models
 
@@ -70,6 +70,11 @@ sources-demo: setup
 	    --input data/skythought/aime24.gemma-2-27b-it.jsonl \
 	    --input data/skythought/aime24.qwen2.5-math-7b.jsonl \
 	    --out data/aime24_sources/stats.csv --responses data/aime24_sources/responses.parquet
+
+# Scoring throughput (per record vs batched vs the fp32 GEMM bound), the engine against a plain
+# transformers scorer, peak memory, Ray vs local, a cached rerun (docs/benchmarks.md), ~40 min here.
+bench-scoring: setup
+	$(PY) scripts/bench_scoring.py
 
 # Speed of the corpus page's recomputation on 1M synthetic actions (see docs/benchmarks.md).
 bench: setup

@@ -92,13 +92,14 @@ st.divider()
 
 
 def memory_rows(n_tokens: int) -> tuple[list[dict], list[str]]:
-    """Per role, the estimate for one forward pass (a longer sequence is scored in windows)."""
-    from rdpt_core.backends.hf import resolve_device, resolve_dtype
+    """Per role, the estimate for one forward pass: a window of a longer sequence, or one batch."""
+    from rdpt_core.backends.hf import DEFAULT_BATCH_TOKENS, resolve_device, resolve_dtype
 
     rows, errors = [], []
     for role, spec in chosen.items():
         try:
-            est = estimate_memory(spec, n_tokens, resolve_dtype(spec.dtype, resolve_device(spec.device)))
+            device = resolve_device(spec.device)
+            est = estimate_memory(spec, n_tokens, resolve_dtype(spec.dtype, device), DEFAULT_BATCH_TOKENS[device])
         except Exception as err:  # unreachable hub, bad config: say which role
             errors.append(f"{role}: cannot estimate ({err})")
             continue

@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import math
 import os
+import re
 import shutil
 import stat
 import sys
@@ -50,6 +52,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +60,10 @@ from .backends.base import TokenScores
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"  # part of every key: bump only when the numbers a backend produces change
+# Part of every key: bump only when the numbers a backend produces change. 2: batched scoring pads
+# every window to a multiple of 64 tokens (docs/engine.md, "Batches"), which moves fp32 log-probs by
+# up to ~4e-5 nats from version 1's unpadded passes.
+CACHE_VERSION = "2"
 APP_NAME = "rdpt-explorer"
 # Folded into every entry's digest. Format 1 (before issue 12) had no digest: such entries are
 # treated as stale, dropped and scored again once (cheaper than trusting unverifiable numbers).
@@ -109,24 +115,32 @@ def default_cache_dir() -> Path:
 
 def clear_cache(root: str | Path | None = None) -> int:
     """Delete the cache's entries under ``root`` (default :func:`default_cache_dir`) and return
-    how many files went. Only what :class:`TokenCache` writes is touched (``??/<key>.npz`` and
-    leftover ``??/.tmp-*`` files), then the directories left empty, so a cache dir pointed at a
-    folder that holds other files loses nothing else."""
+    how many files went. Only what :class:`TokenCache` writes is touched (``??/<key>.npz``,
+    ``profiles/<fingerprint>.json`` and leftover ``.tmp-*`` files), then the directories left
+    empty, so a cache dir pointed at a folder that holds other files loses nothing else."""
     root = Path(root) if root is not None else default_cache_dir()
     if not root.is_dir():
         return 0
-    removed = 0
+    removed = _clear_folder(root / PROFILES, "*.json")
     for sub in root.glob("??"):
-        if not sub.is_dir():
-            continue
-        for path in [*sub.glob("*.npz"), *sub.glob(".tmp-*")]:
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
-        if not any(sub.iterdir()):
-            sub.rmdir()
+        removed += _clear_folder(sub, "*.npz")
     if not any(root.iterdir()):
         root.rmdir()
+    return removed
+
+
+def _clear_folder(folder: Path, pattern: str) -> int:
+    """Delete the files matching ``pattern`` and leftover ``.tmp-*`` files in ``folder``, then
+    the folder if that left it empty; how many files went."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in [*folder.glob(pattern), *folder.glob(".tmp-*")]:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    if not any(folder.iterdir()):
+        folder.rmdir()
     return removed
 
 
@@ -387,6 +401,48 @@ class TokenCache:
     def __contains__(self, key: str) -> bool:
         """Whether a sound entry is stored (a damaged one is dropped on the way)."""
         return self._load(key) is not None
+
+    # ---- backend profiles (rdpt_core.backends.base.ProfileStore) --------------------------------
+    def _profile_path(self, fingerprint: str) -> Path:
+        if not _FINGERPRINT.fullmatch(fingerprint):
+            raise ValueError(f"token cache: not a model fingerprint: {fingerprint!r}")
+        return self.root / PROFILES / f"{fingerprint}.json"
+
+    def get_profile(self, fingerprint: str) -> dict[str, Any] | None:
+        """The profile a backend stored for ``fingerprint`` (what it needs to open without its
+        tokenizer), or None. Checked like an entry: a regular file whose digest covers the
+        fingerprint and the profile; anything else is dropped and the backend rebuilds it."""
+        path = self._profile_path(fingerprint)
+        identity = None
+        try:
+            data, identity = _read_entry_file(path)
+            stored = json.loads(data)
+            if not (isinstance(stored, dict) and stored.get("digest") == _profile_digest(fingerprint, stored.get("profile"))):
+                raise DamagedEntry("its digest does not match", identity)
+            return dict(stored["profile"])
+        except FileNotFoundError:
+            return None
+        except (DamagedEntry, ValueError, TypeError) as damage:  # ValueError: not JSON, not UTF-8
+            try:
+                _remove_if_unchanged(path, getattr(damage, "identity", None) or identity)
+            except OSError:
+                pass
+            log.warning("token cache: dropped profile %s (%s): %s", fingerprint, path, damage)
+            return None
+
+    def put_profile(self, fingerprint: str, profile: dict[str, Any]) -> None:
+        path = self._profile_path(fingerprint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored = {"profile": profile, "digest": _profile_digest(fingerprint, profile)}
+        _write_atomically(path, json.dumps(stored, sort_keys=True).encode())
+
+
+PROFILES = "profiles"  # <root>/profiles/<fingerprint>.json
+_FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
+
+
+def _profile_digest(fingerprint: str, profile: Any) -> str:
+    return hashlib.sha256(json.dumps([ENTRY_FORMAT.decode(), fingerprint, profile], sort_keys=True).encode()).hexdigest()
 
 
 def _entry_arrays(key: str, scores: TokenScores) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from .models import DEFAULT_RAW_TEMPLATE, DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, resolve_spec
 from .provenance import DEFAULT_ALPHA, DEFAULT_BETA
 from .records import RecordsError
-from .scoring import BASE_COLUMNS, role_columns
+from .scoring import BASE_COLUMNS, GROUP_CHARS, role_columns
 from .segment import SEGMENTERS
 from .selection import STRATEGIES
 from .store import (
@@ -63,6 +63,16 @@ def _int_from(least: int) -> Callable[[str], int]:
 
 
 _positive_int, _non_negative_int = _int_from(1), _int_from(0)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number at least 0, got {text}")
+    return value
 
 
 def _probability(text: str) -> float:
@@ -125,6 +135,39 @@ def _spec_options(args: argparse.Namespace) -> dict:
                 trust_remote_code=args.trust_remote_code)
 
 
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-tokens", type=_positive_int,
+                   help="padded tokens per forward batch (default: 2048 on CPU, 16384 on a GPU)")
+    p.add_argument("--group-chars", type=_positive_int, default=GROUP_CHARS,
+                   help="characters (context + response) per group of records: the unit cached, resumed "
+                        "and dispatched to a Ray actor")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: an actor pool on Ray Data (docs/scale.md)")
+    p.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+    p.add_argument("--actors", type=_positive_int, default=2, help="--engine ray: model replicas per role")
+    p.add_argument("--cpus-per-actor", type=_positive_int, default=1, help="--engine ray: CPU threads per actor")
+    p.add_argument("--gpus-per-actor", type=_non_negative_float, default=0.0, help="--engine ray: GPUs per actor")
+
+
+def _score_table(args: argparse.Namespace, records, specs: dict, **kwargs):
+    """The action table and report of ``records``, on the engine the options name."""
+    from .cache import TokenCache
+
+    if args.engine == "ray":
+        from .distributed import RaySettings, score_corpus_ray
+
+        settings = RaySettings(args.ray_address, args.actors, args.cpus_per_actor, args.gpus_per_actor)
+        corpus, report = score_corpus_ray(records, specs, settings, cache=TokenCache(args.cache_dir),
+                                          progress=_tqdm_progress, batch_tokens=args.batch_tokens,
+                                          group_chars=args.group_chars, **kwargs)
+    else:
+        from .scoring import score_corpus
+
+        corpus, report = score_corpus(records, specs, cache=TokenCache(args.cache_dir), progress=_tqdm_progress,
+                                      batch_tokens=args.batch_tokens, group_chars=args.group_chars, **kwargs)
+    return corpus.actions(args.segmenter), report
+
+
 def _add_input_options(p: argparse.ArgumentParser, many: bool = False) -> None:
     if many:
         p.add_argument("--input", required=True, type=Path, action="append",
@@ -150,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--segmenter", choices=SEGMENTERS, default="paper")
     score.add_argument("--marker", action="append", default=[], type=_non_empty,
                        help="extra special marker (repeatable)")
+    _add_engine_options(score)
 
     select = sub.add_parser("select", help="teacher-guided data selection: one response per question")
     _add_input_options(select)
@@ -161,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--out", required=True, type=_jsonl_out,
                         help="chosen responses (.jsonl, input schema + rdpt_*)")
     select.add_argument("--features", type=_table_out, help="also write every response's features (.csv or .parquet)")
+    _add_engine_options(select)
 
     sources = sub.add_parser("sources", help="compare distillation sources: length, perplexity, difficulty")
     _add_input_options(sources, many=True)
@@ -243,9 +288,6 @@ def _specs(args: argparse.Namespace, roles: Sequence[str]) -> dict:
 
 # ---- commands -------------------------------------------------------------------------------
 def cmd_score(args: argparse.Namespace) -> int:
-    from .cache import TokenCache
-    from .scoring import score_records
-
     outputs = _paths(args, "out")
     _check_paths([args.input], outputs)
     records = _load_records(args)
@@ -253,10 +295,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     _start_outputs(outputs)
     print(f"scoring {len(records)} records with {', '.join(specs)} -> {args.out}", file=sys.stderr)
     started = time.perf_counter()
-    table, report = score_records(
-        records, specs, segmenter=args.segmenter, extra_markers=args.marker,
-        cache=TokenCache(args.cache_dir), progress=_tqdm_progress,
-    )
+    table, report = _score_table(args, records, specs, extra_markers=args.marker)
     write_table(table, args.out)
     for role in report.fresh:
         print(f"{role}: {report.fresh[role]} scored, {report.cached[role]} from cache, "
@@ -299,9 +338,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from .cache import TokenCache
     from .records import write_jsonl
-    from .scoring import score_records
     from .selection import export_rows, response_features, select
 
     outputs = _paths(args, "out", "features")
@@ -310,8 +347,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     specs = _specs(args, ("teacher", "student"))
     _start_outputs(outputs)
     print(f"scoring {len(records)} records with {', '.join(specs)} to select from -> {args.out}", file=sys.stderr)
-    table, _ = score_records(records, specs, segmenter=args.segmenter, cache=TokenCache(args.cache_dir),
-                             progress=_tqdm_progress)
+    table, _ = _score_table(args, records, specs)
     features = response_features(table, args.beta)
     picked = select(features, args.strategy, args.seed)
     rows = export_rows(picked, records, origins, args.strategy, args.beta)

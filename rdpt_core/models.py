@@ -517,8 +517,8 @@ class MemoryEstimate:
     """Bytes needed to hold the weights plus one forward pass.
 
     ``n_tokens`` is the sequence length asked about; a sequence longer than the model's
-    ``window`` is scored with a sliding window, so one pass covers ``pass_tokens`` =
-    min(n_tokens, window) tokens and the estimate is for that."""
+    ``window`` is scored with a sliding window, so one pass covers min(n_tokens, window) tokens,
+    or more when batches are larger: ``pass_tokens``, what the estimate is for."""
 
     n_params: int
     weight_bytes: int
@@ -543,8 +543,11 @@ _BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 _QUANT_BYTES = {"8bit": 1.0 + 4 / 4096, "nf4": 0.5 + 4 / 64}
 
 
-def estimate_memory(spec: ModelSpec, n_tokens: int = 4096, resolved_dtype: str = "float32") -> MemoryEstimate:
+def estimate_memory(spec: ModelSpec, n_tokens: int = 4096, resolved_dtype: str = "float32",
+                    batch_tokens: int = 0) -> MemoryEstimate:
     """Estimate memory for ``spec`` from its config alone (meta-device init, no weights read).
+    One pass holds a window of the sequence or a batch of ``batch_tokens`` padded tokens
+    (docs/engine.md, "Batches"), whichever is larger.
     A bad checkpoint or an unanswering hub fails here as it does when the backend opens it."""
     import torch
     from accelerate import init_empty_weights
@@ -569,7 +572,7 @@ def estimate_memory(spec: ModelSpec, n_tokens: int = 4096, resolved_dtype: str =
     weight_bytes = int(linear_params * per_linear + (n_params - linear_params) * dense)
     text_cfg = getattr(config, "text_config", config)
     window = spec.max_context or getattr(text_cfg, "max_position_embeddings", None)
-    pass_tokens = min(n_tokens, window) if window else n_tokens
+    pass_tokens = max(min(n_tokens, window) if window else n_tokens, batch_tokens)
     hidden = getattr(text_cfg, "hidden_size", 1024)
     layers = getattr(text_cfg, "num_hidden_layers", 24)
     inter = getattr(text_cfg, "intermediate_size", 4 * hidden)

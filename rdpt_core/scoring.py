@@ -12,7 +12,7 @@ action without a scored token gets NaN.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .backends import ScoringBackend, TokenScores, create_backend
+from .batching import plan_groups
 from .cache import TokenCache, cache_key
 from .models import ModelSpec
 from .records import Record
@@ -126,12 +127,13 @@ class ScoringReport:
     model_loads: dict[str, int]
 
 
-def build_backends(specs: Mapping[str, ModelSpec]) -> dict[str, ScoringBackend]:
-    """One backend per distinct spec (two roles with the same model share it)."""
+def build_backends(specs: Mapping[str, ModelSpec], cache: TokenCache | None = None) -> dict[str, ScoringBackend]:
+    """One backend per distinct spec (two roles with the same model share it). With ``cache``,
+    a backend whose profile it holds opens without loading its tokenizer."""
     by_spec: dict[ModelSpec, ScoringBackend] = {}
     for spec in specs.values():
         if spec not in by_spec:
-            by_spec[spec] = create_backend(spec)
+            by_spec[spec] = create_backend(spec, cache)
     return {role: by_spec[spec] for role, spec in specs.items()}
 
 
@@ -142,43 +144,92 @@ class ScoringCancelled(RuntimeError):
 RecordCallback = Callable[[str, TokenScores, bool], None]  # (role, token scores, fresh?)
 
 
+GROUP_CHARS = 32_000  # characters (context + response) per group of records: ~8k tokens
+
+
 def score_role(
     backend: ScoringBackend, records: Sequence[Record], cache: TokenCache, role: str,
     progress: ProgressFactory = no_progress, should_stop: Callable[[], bool] | None = None,
-    on_record: RecordCallback | None = None,
+    on_record: RecordCallback | None = None, batch_tokens: int | None = None,
+    group_chars: int = GROUP_CHARS,
 ) -> tuple[dict[str, TokenScores], int]:
     """Token scores of every record under one model, with a progress bar; returns them and how
-    many were fresh. Checks ``should_stop`` between records (a cancelled job resumes from the
-    cache). The model is freed at the end: one model in memory at a time."""
-    out: dict[str, TokenScores] = {}
-    fresh = 0
+    many were fresh. Records the cache holds are served first; the rest are scored in the
+    groups of :func:`plan_role` (each in the backend's batches of ``batch_tokens``), and each
+    finished batch goes to the cache at once, so a cancelled (``should_stop``, checked between
+    batches) or killed job resumes from there. The model is freed at the end: one model in
+    memory at a time."""
     bar = progress(f"{role}: {backend.spec.label}", len(records))
     # The pass owns the model from its first record to the unload that ends it: another job on
     # the same (shared) backend waits here instead of loading a second copy or freeing this one.
     with backend.lock:
         try:
-            for record in records:
-                if should_stop is not None and should_stop():
-                    raise ScoringCancelled(f"cancelled during {role}")
-                context = backend.render_context(record.prompt)
-                key = cache_key(backend.fingerprint, context, record.response)
-                scores = cache.get(key)
-                is_fresh = scores is None
-                if scores is None:
-                    scores = backend.score(context, record.response)
-                    try:  # the cache refuses impossible numbers (NaN, > 0): say whose they are
-                        cache.put(key, scores)
-                    except ValueError as err:
-                        raise ValueError(f"{role} ({backend.spec.label}), record {record.record_id!r}: {err}") from err
-                    fresh += 1
-                out[record.record_id] = scores
+            plan = plan_role(backend, records, cache, group_chars)
+            found: dict[str, TokenScores] = {}
+            for rid, scores in plan.cached.items():
+                found[rid] = scores
                 bar.update(1)
                 if on_record is not None:
-                    on_record(role, scores, is_fresh)
+                    on_record(role, scores, False)
+            for group in plan.groups:
+                for record, scores in score_group(backend, group, cache, role, batch_tokens, should_stop):
+                    found[record.record_id] = scores
+                    bar.update(1)
+                    if on_record is not None:
+                        on_record(role, scores, True)
         finally:
             bar.close()
             backend.unload()
-    return out, fresh
+    return {r.record_id: found[r.record_id] for r in records}, len(records) - len(plan.cached)
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    """A role's work: the scores the cache already holds (by record id) and the other records
+    in groups, each group a list of ``(record, rendered context, cache key)``."""
+
+    cached: dict[str, TokenScores]
+    groups: list[list[tuple[Record, str, str]]]
+
+
+def plan_role(backend: ScoringBackend, records: Sequence[Record], cache: TokenCache,
+              group_chars: int = GROUP_CHARS) -> RolePlan:
+    """Look every record up in the cache (no model needed) and put the missing ones in
+    length-sorted groups (:func:`rdpt_core.batching.plan_groups`). The local and the Ray engine
+    both score these groups, so they run the same batches."""
+    cached: dict[str, TokenScores] = {}
+    missing: list[tuple[Record, str, str]] = []
+    for record in records:
+        context = backend.render_context(record.prompt)
+        key = cache_key(backend.fingerprint, context, record.response)
+        scores = cache.get(key)
+        if scores is None:
+            missing.append((record, context, key))
+        else:
+            cached[record.record_id] = scores
+    sizes = [len(context) + len(record.response) for record, context, _ in missing]
+    return RolePlan(cached, [[missing[i] for i in group] for group in plan_groups(sizes, group_chars)])
+
+
+def score_group(
+    backend: ScoringBackend, group: Sequence[tuple[Record, str, str]], cache: TokenCache, role: str,
+    batch_tokens: int | None = None, should_stop: Callable[[], bool] | None = None,
+) -> Iterator[tuple[Record, TokenScores]]:
+    """Score one group, putting each finished record in the cache as its batch completes."""
+    batches = backend.score_batches([(context, record.response) for record, context, _ in group], batch_tokens)
+    while True:
+        if should_stop is not None and should_stop():
+            raise ScoringCancelled(f"cancelled during {role}")
+        done = next(batches, None)
+        if done is None:
+            return
+        for index, scores in done:
+            record, _, key = group[index]
+            try:  # the cache refuses impossible numbers (NaN, > 0): say whose they are
+                cache.put(key, scores)
+            except ValueError as err:
+                raise ValueError(f"{role} ({backend.spec.label}), record {record.record_id!r}: {err}") from err
+            yield record, scores
 
 
 @dataclass
@@ -238,6 +289,16 @@ class ScoredCorpus:
                             dict(self.fingerprints))
 
 
+def check_job(records: Sequence[Record], specs: Mapping[str, ModelSpec]) -> None:
+    """Known roles and unique record ids, before any work starts."""
+    unknown = set(specs) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    ids = [r.record_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("record_id values must be unique within one job")
+
+
 def score_corpus(
     records: Sequence[Record],
     specs: Mapping[str, ModelSpec],
@@ -248,21 +309,19 @@ def score_corpus(
     backends: Mapping[str, ScoringBackend] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_record: RecordCallback | None = None,
+    batch_tokens: int | None = None,
+    group_chars: int = GROUP_CHARS,
 ) -> tuple[ScoredCorpus, ScoringReport]:
     """Token scores of ``records`` under every role in ``specs``.
 
     Models are loaded one at a time (lazily, only on a cache miss) and freed before the next.
     The markers are the reasoning markers, every tokenizer's special tokens and
-    ``extra_markers``, so one segmentation serves all models.
+    ``extra_markers``, so one segmentation serves all models. ``batch_tokens`` bounds a forward
+    batch's padded tokens (None: each backend's default for its device).
     """
-    unknown = set(specs) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
-    ids = [r.record_id for r in records]
-    if len(set(ids)) != len(ids):
-        raise ValueError("record_id values must be unique within one job")
+    check_job(records, specs)
     cache = cache if cache is not None else TokenCache()
-    backends = dict(backends) if backends is not None else build_backends(specs)
+    backends = dict(backends) if backends is not None else build_backends(specs, cache)
     special = [t for b in backends.values() for t in b.facts().special_tokens]
     tokens: dict[str, dict[str, TokenScores]] = {}
     report = ScoringReport({}, {}, {})
@@ -270,7 +329,8 @@ def score_corpus(
         backend = backends[role]
         loads_before = backend.load_count
         # A role sharing this model later finds its scores in the cache: no second load.
-        tokens[role], fresh = score_role(backend, records, cache, role, progress, should_stop, on_record)
+        tokens[role], fresh = score_role(backend, records, cache, role, progress, should_stop, on_record,
+                                         batch_tokens, group_chars)
         report.fresh[role] = fresh
         report.cached[role] = len(records) - fresh
         report.model_loads[role] = backend.load_count - loads_before

@@ -1,8 +1,11 @@
 """The Hugging Face backend on the two real packaged models."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -194,3 +197,123 @@ def test_generation_says_which_responses_the_token_limit_cut(smollm2):
     assert cut.truncated is True and cut.text == ended.text
     assert greedy(n_reply, stop_regex=r"\S").truncated is False  # stopped by the stop rule
     assert smollm2.generate([context], SamplingSettings(n=1, temperature=0.0, max_new_tokens=48)) == [[ended.text]]
+
+
+# ---- batched scoring (issue 14): equal to one record at a time and to a plain forward pass ---------
+def _real_pairs(backend, n_short: int) -> list[tuple[str, str]]:
+    """Real model outputs of very different lengths: the lab's test answers (~100 tokens with
+    their context), a long MATH500 solution (> 512 tokens: past Gemma's sliding-window
+    attention span), a one-token answer and one whose first token straddles the seam."""
+    lines = (Path(__file__).parents[1] / "demo/steps/test_trajectories.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines[:n_short]]
+    pairs = [(backend.render_context(r["prompt"]), r["response"]) for r in rows]
+    long_row = max(skythought_rows("math500.gemma-2-27b-it"), key=lambda r: len(r["code"][0]))
+    pairs.append((backend.render_context(long_row["question"]), long_row["code"][0][:3000]))
+    pairs.append((backend.render_context("2 + 2?"), "4"))
+    pairs.append(("Question\n", "\nAnswer. More."))  # Gemma: one "\n\n" token across the seam
+    return pairs
+
+
+def _batched(backend, pairs, batch_tokens):
+    yields = list(backend.score_batches(pairs, batch_tokens=batch_tokens))
+    got = dict(item for done in yields for item in done)
+    assert sorted(got) == list(range(len(pairs)))  # each pair exactly once
+    return got, len(yields)
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma"])
+def test_batched_log_probs_equal_per_record_and_a_plain_forward_pass(name, request):
+    backend, ref = request.getfixturevalue(name), request.getfixturevalue(f"{name}_ref")
+    pairs = _real_pairs(backend, 12)
+    lengths = [len(backend.encode(c, r)[0]) for c, r in pairs]
+    assert max(lengths) > 512 and min(lengths) < 20
+    # one budget that puts the long answer with short ones (padding-heavy), one that packs
+    # the short answers together
+    for budget in (4 * max(lengths), 4 * sorted(lengths)[-2]):
+        batched, n_yields = _batched(backend, pairs, budget)
+        assert n_yields < len(pairs)  # several records shared a forward pass
+        for (context, response), i in zip(pairs, range(len(pairs))):
+            one = backend.score(context, response)
+            got = batched[i]
+            assert got.token_ids.tolist() == one.token_ids.tolist()
+            assert got.offsets.tolist() == one.offsets.tolist() and got.straddle.tolist() == one.straddle.tolist()
+            assert np.allclose(got.logprobs, one.logprobs, atol=1e-5, rtol=0, equal_nan=True)
+            ids, _, want, _ = ref.token_logprobs(context, response)
+            tail = np.array([np.nan if v is None else v for v in want[len(ids) - got.n_tokens:]])
+            assert np.allclose(got.logprobs, tail, atol=1e-4, rtol=0, equal_nan=True)
+    straddling = batched[len(pairs) - 1]
+    assert straddling.straddle[0] == (name == "gemma")
+
+
+def test_batched_sliding_windows_equal_per_record_and_the_documented_windows(smollm2_spec, smollm2_ref):
+    small = create_backend(with_overrides(smollm2_spec, max_context=96, min_left_context=40))
+    pairs = _real_pairs(small, 6)
+    batched, n_yields = _batched(small, pairs, 4 * 96)
+    assert n_yields < len(pairs)
+    for i, (context, response) in enumerate(pairs):
+        ids, _, _ = small.encode(context, response)
+        got = batched[i]
+        first = len(ids) - got.n_tokens
+        want = np.array([np.nan if v is None else v for v in _window_reference(smollm2_ref, ids, 96, 40)[first:]])
+        assert np.allclose(got.logprobs, want, atol=1e-4, rtol=0, equal_nan=True)
+        assert np.allclose(got.logprobs, small.score(context, response).logprobs, atol=1e-5, rtol=0, equal_nan=True)
+        assert got.truncated.tolist() == [p >= 96 for p in range(first, len(ids))]
+    assert any(batched[i].truncated.any() for i in batched)
+
+
+# ---- opening from a stored profile (no tokenizer, no torch): issue 14 ------------------------------
+PROMPTS = ["What is 2+2?", "Solve $\\frac{x}{2} = {y}$ for x.", "<|im_start|>user\nsneaky<|im_end|>", "",
+           "Line one\n\nLine two  ", "<bos><start_of_turn>user"]
+
+
+@pytest.mark.parametrize("name", ["smollm2_spec", "gemma_spec", "tiny"])
+def test_profile_rendering_equals_the_tokenizers_own_chat_template(name, request, tmp_path):
+    from transformers import AutoTokenizer
+
+    from rdpt_core.cache import TokenCache
+    from rdpt_core.models import resolve_spec
+
+    spec = request.getfixturevalue(name)
+    spec = resolve_spec(str(spec)) if name == "tiny" else spec
+    cache = TokenCache(tmp_path)
+    first = create_backend(spec, cache)  # builds the profile from the tokenizer and stores it
+    again = create_backend(spec, cache)  # opens from the stored profile
+    assert again._tokenizer is None and again.profile == first.profile
+    tok = AutoTokenizer.from_pretrained(spec.path)
+    for prompt in PROMPTS:
+        want = (tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        tokenize=False) if tok.chat_template else f"{prompt}\n\n")
+        assert again.render_context(prompt) == want
+    assert again.facts().special_tokens == tuple(tok.all_special_tokens)
+    assert again._tokenizer is None  # rendering and facts needed no tokenizer
+    # tokenizing loads it, checked as always, with the same ids and offsets as a fresh backend
+    ids, offsets, prefix = again.encode("Q\n\n", "A.")
+    want_ids, want_offsets, want_prefix = first.encode("Q\n\n", "A.")
+    assert (ids, prefix) == (want_ids, want_prefix) and np.array_equal(offsets, want_offsets)
+    assert again._tokenizer is not None
+
+
+def test_a_cached_cli_run_imports_no_torch_and_loads_no_model(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    rows = [json.loads(line) for line in (REPO / "demo/steps/test_trajectories.jsonl").read_text().splitlines()[:6]]
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({k: r[k] for k in ("record_id", "question_id", "prompt", "response")}) + "\n"
+                            for r in rows))
+    probe = ("import runpy, sys, atexit; atexit.register(lambda: print('TORCH', 'torch' in sys.modules, "
+             "file=sys.stderr)); sys.argv = ['rdpt_core'] + sys.argv[1:]; runpy.run_module('rdpt_core', "
+             "run_name='__main__')")
+    args = ["score", "--input", str(data), "--teacher", "smollm2-135m-instruct", "--student", "gemma3-270m",
+            "--distilled", "gemma3-270m-steps-distilled", "--out", str(tmp_path / "t.parquet"),
+            "--cache-dir", str(tmp_path / "cache")]
+    runs = [subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO, capture_output=True, text=True)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    assert "TORCH True" in runs[0].stderr and "teacher: 6 scored" in runs[0].stderr
+    assert "TORCH False" in runs[1].stderr, runs[1].stderr[-2000:]
+    for role in ("teacher", "student", "distilled"):
+        assert f"{role}: 0 scored, 6 from cache, model loaded 0x" in runs[1].stderr
+    assert pd.read_parquet(tmp_path / "t.parquet")["record_id"].nunique() == 6

@@ -133,6 +133,39 @@ def test_clear_cache_removes_an_emptied_cache_dir(tmp_path):
     assert not root.exists()
 
 
+# ---- backend profiles (issue 14) --------------------------------------------------------------
+FP = "0123456789abcdef0123456789abcdef"
+PROFILE = {"vocab_size": 10, "bos_token": None, "adds_bos": False, "pad_id": 0, "chat_template": "{{ x }}",
+           "special_tokens_map": {"eos_token": "</s>"}, "special_tokens": ["</s>"], "context_window": 512}
+
+
+def test_profiles_round_trip_and_a_damaged_one_is_dropped(tmp_path):
+    cache = TokenCache(tmp_path)
+    assert cache.get_profile(FP) is None
+    cache.put_profile(FP, PROFILE)
+    assert cache.get_profile(FP) == PROFILE
+    path = tmp_path / "profiles" / f"{FP}.json"
+    path.write_text(path.read_text().replace("512", "513"))  # another window: the digest no longer matches
+    assert cache.get_profile(FP) is None and not path.exists()
+    cache.put_profile(FP, PROFILE)
+    path.write_bytes(b"\xff not json")
+    assert cache.get_profile(FP) is None and not path.exists()
+    other = "f" * 32
+    cache.put_profile(other, PROFILE)
+    (tmp_path / "profiles" / f"{other}.json").replace(path)  # another model's profile in this one's place
+    assert cache.get_profile(FP) is None
+    with pytest.raises(ValueError, match="not a model fingerprint"):
+        cache.get_profile("../../etc/passwd")
+
+
+def test_clear_cache_removes_profiles_too(tmp_path):
+    cache = TokenCache(tmp_path)
+    cache.put(cache_key("fp", "c", "r"), sample())
+    cache.put_profile(FP, PROFILE)
+    assert clear_cache(tmp_path) == 2
+    assert not tmp_path.exists()
+
+
 # ---- damaged entries (issue 12) ---------------------------------------------------------------
 # Every damaged entry must end as a miss (None, the entry dropped and logged with its key) or,
 # when the damage touched nothing the numbers depend on, as exactly the stored scores; and a

@@ -169,10 +169,11 @@ def patch_fake_models(monkeypatch) -> dict:
     the backends made so far (by name)."""
     made: dict = {}
 
-    def backend_for(spec):
+    def backend_for(spec, profiles=None):
         return made.setdefault(spec.name, FakeBackend(spec.name))
 
-    monkeypatch.setattr("rdpt_core.scoring.build_backends", lambda specs: {r: backend_for(s) for r, s in specs.items()})
+    monkeypatch.setattr("rdpt_core.scoring.build_backends",
+                        lambda specs, cache=None: {r: backend_for(s) for r, s in specs.items()})
     monkeypatch.setattr("rdpt_core.backends.create_backend", backend_for)
     return made
 

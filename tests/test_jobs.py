@@ -79,18 +79,18 @@ def test_two_jobs_on_one_real_model_at_once_equal_a_sequential_run(smollm2_spec,
                for i in range(6)]
     specs = {"teacher": smollm2_spec}
     shared = create_backend(smollm2_spec)
-    active, most = [0], [0]  # passes inside the model at once
-    score = shared.score
+    active, most = [0], [0]  # forward passes inside the model at once
+    forward = shared._batch_log_probs
 
-    def watched(context, response):
+    def watched(*args, **kwargs):
         active[0] += 1
         most[0] = max(most[0], active[0])
         try:
-            return score(context, response)
+            return forward(*args, **kwargs)
         finally:
             active[0] -= 1
 
-    shared.score = watched
+    shared._batch_log_probs = watched
     jobs = [ScoringJob(part, specs, cache=TokenCache(tmp_path / name), backends={"teacher": shared})
             for name, part in (("a", records), ("b", records[::-1]))]
     for job in jobs:

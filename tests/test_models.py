@@ -93,6 +93,8 @@ def test_memory_estimate_is_for_one_window_when_the_sequence_is_longer(smollm2_s
     assert long.activation_bytes == at_window.activation_bytes and not at_window.windowed
     short = estimate_memory(smollm2_spec, n_tokens=1024)
     assert short.pass_tokens == 1024 and short.activation_bytes < at_window.activation_bytes
+    batched = estimate_memory(smollm2_spec, n_tokens=1024, batch_tokens=4096)  # a batch outweighs one record
+    assert batched.pass_tokens == 4096 and batched.activation_bytes > short.activation_bytes
 
 
 def test_named_models_come_from_the_packaged_zoo_and_entry_point_plugins(monkeypatch):

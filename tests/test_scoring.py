@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from rdpt_core.backends.base import TokenScores
+from rdpt_core.backends.base import ScoringBackend, TokenScores
 from rdpt_core.records import Record
 from rdpt_core.scoring import ScoredCorpus, action_scores, action_table, assign_tokens, score_records
 from rdpt_core.segment import segment
@@ -116,6 +116,8 @@ class CountingBackend:
 
     def unload(self):
         pass
+
+    score_batches = ScoringBackend.score_batches  # the interface's default: one record per batch
 
 
 def test_job_scores_each_model_once_and_serves_reruns_from_the_cache(tmp_path):

@@ -9,7 +9,7 @@ import importlib
 from collections.abc import Callable
 
 from ..models import ModelSpec
-from .base import ScoringBackend, TokenizerFacts, TokenScores
+from .base import ProfileStore, ScoringBackend, TokenizerFacts, TokenScores
 
 _REGISTRY: dict[str, type[ScoringBackend]] = {}
 # Built-in backends live in their own modules and are imported on first use (torch is heavy).
@@ -31,7 +31,9 @@ def available_backends() -> list[str]:
     return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
 
 
-def create_backend(spec: ModelSpec) -> ScoringBackend:
+def create_backend(spec: ModelSpec, profiles: ProfileStore | None = None) -> ScoringBackend:
+    """The backend ``spec`` names; ``profiles`` (e.g. the token cache) keeps what the backend
+    needs to open without loading its tokenizer (see :class:`rdpt_core.backends.base.ProfileStore`)."""
     if spec.backend not in _REGISTRY and spec.backend in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[spec.backend], __name__)
     try:
@@ -40,7 +42,7 @@ def create_backend(spec: ModelSpec) -> ScoringBackend:
         raise ValueError(
             f"unknown backend {spec.backend!r}; available: {', '.join(available_backends())}"
         ) from None
-    return cls(spec)
+    return cls(spec, profiles)
 
 
 __all__ = [

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -115,6 +115,15 @@ class Generated:
     truncated: bool
 
 
+class ProfileStore(Protocol):
+    """Where a backend keeps, per fingerprint, what it needs to open without loading its
+    tokenizer (its *profile*: chat template, special tokens, …) between runs; the token cache
+    is one (:class:`rdpt_core.cache.TokenCache`)."""
+
+    def get_profile(self, fingerprint: str) -> dict[str, Any] | None: ...
+    def put_profile(self, fingerprint: str, profile: dict[str, Any]) -> None: ...
+
+
 class ScoringBackend(ABC):
     """Scores responses under one model. The tokenizer is light and loaded at once; the
     weights are loaded lazily on the first :meth:`score` and freed by :meth:`unload`, so a
@@ -127,7 +136,7 @@ class ScoringBackend(ABC):
 
     name: str = ""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, profiles: ProfileStore | None = None) -> None:
         self.spec = spec
         self.load_count = 0  # times the weights were loaded; a fully cached job leaves it at 0
         self.lock = threading.RLock()  # the model's one owner at a time (re-entrant)
@@ -150,6 +159,17 @@ class ScoringBackend(ABC):
     @abstractmethod
     def score(self, context: str, response: str) -> TokenScores:
         """Teacher-forced log-probs of ``response`` after ``context`` (loads the model)."""
+
+    def score_batches(
+        self, pairs: Sequence[tuple[str, str]], batch_tokens: int | None = None,
+    ) -> Iterator[list[tuple[int, TokenScores]]]:
+        """Score many ``(context, response)`` pairs, yielding after each forward batch the
+        pairs it completed, as ``(index into pairs, scores)``; every pair is yielded exactly
+        once. ``batch_tokens`` bounds the padded tokens of one batch (None: the backend's
+        default for its device). This default scores one pair at a time; a backend that can
+        batch overrides it, with numbers equal to :meth:`score`'s up to float rounding."""
+        for index, (context, response) in enumerate(pairs):
+            yield [(index, self.score(context, response))]
 
     @property
     @abstractmethod

@@ -8,8 +8,11 @@ The log-prob shift lives here and only here::
 
 Context and response are tokenized *together* and split by character offsets, so tokens at the
 seam are the ones the model really sees. Log-probs are computed as "target logit minus a
-chunked logsumexp" over the decoder's hidden states, so no full ``[tokens x vocab]`` matrix
-is ever built (Gemma's 262,144-entry vocabulary would need 2 GiB for 2,048 tokens).
+chunked logsumexp" over the decoder's hidden states, taken only at the rows that predict a
+response token (``pos(r_0) - 1`` onwards), so no full ``[tokens x vocab]`` matrix is ever built
+(Gemma's 262,144-entry vocabulary would need 2 GiB for 2,048 tokens) and the head never runs on
+the context. Many pairs are scored in right-padded, length-sorted batches
+(:meth:`HFBackend.score_batches`); :meth:`HFBackend.score` is a batch of one.
 """
 
 from __future__ import annotations
@@ -24,22 +27,39 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
+from ..batching import Window, padded_length, plan_batches, plan_windows
 from ..models import CheckpointError, ModelSpec, check_local_checkpoint, fingerprint, pin_revision
 from . import register_backend
-from .base import Generated, SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
+from .base import Generated, ProfileStore, SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
 
 log = logging.getLogger(__name__)
 
 LOGIT_CHUNK = 256  # positions per lm_head chunk: 256 x 262,144 fp32 = 256 MiB for Gemma
+# Padded tokens per forward batch by default; `make bench-scoring` measures the choice (docs/benchmarks.md).
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
+# Every window runs right-padded to a multiple of this many tokens, alone or in a batch, so a
+# row meets tensors of one shape either way and batching changes no number (docs/method.md §16).
+PAD_MULTIPLE = 64
 _PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Then 2 + 2 = 4."
 
 
+def _no_cuda_possible() -> bool:
+    """True when this machine surely has no CUDA GPU, known without importing torch (seconds):
+    Linux without the NVIDIA control device (nor WSL's GPU device), or a Mac."""
+    if sys.platform == "darwin":
+        return True
+    return sys.platform.startswith("linux") and not any(os.path.exists(d) for d in ("/dev/nvidiactl", "/dev/dxg"))
+
+
 def resolve_device(device: str) -> str:
+    if device == "auto" and _no_cuda_possible():
+        return "cpu"
     import torch
 
     if device == "auto":
@@ -88,7 +108,13 @@ try:
     result = {"ok": True, "chars": len(rendered[0])}
 except BaseException as err:  # MemoryError, RecursionError, the template's own raise_exception
     result = {"ok": False, "error": f"{type(err).__name__}: {err}"[:500]}
+try:
+    signal.setitimer(signal.ITIMER_REAL, 0)  # rendering is over: the budget must not catch the exit
+except (NameError, AttributeError, OSError):
+    pass
 sys.stdout.write(json.dumps(result))
+sys.stdout.flush()
+os._exit(0)  # no interpreter teardown: inside a Ray worker it took seconds
 """
 _TEMPLATES_CHECKED: set[str] = set()  # digests of templates that rendered in time (per process)
 
@@ -127,6 +153,30 @@ def probe_chat_template(template: str, special_tokens: dict[str, Any], label: st
     _TEMPLATES_CHECKED.add(digest)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """One pair, tokenized together: ids of ``[BOS] context + response``, their character
+    offsets in that text, the context's length in characters, the index of the first response
+    token and the windows that score the response."""
+
+    ids: list[int]
+    offsets: np.ndarray
+    ctx_len: int
+    first: int
+    windows: list[Window]
+
+    def scores(self, logp: np.ndarray, truncated: np.ndarray) -> TokenScores:
+        """The response's slice (tokens ``first …``) of per-position arrays."""
+        keep = slice(self.first, len(self.ids))
+        return TokenScores(
+            token_ids=np.asarray(self.ids[keep], dtype=np.int64),
+            offsets=np.clip(self.offsets[keep] - self.ctx_len, 0, None),
+            logprobs=logp[keep],
+            truncated=truncated[keep],
+            straddle=self.offsets[keep, 0] < self.ctx_len,
+        )
+
+
 _T = TypeVar("_T")
 
 
@@ -141,82 +191,135 @@ def _owning(method: Callable[..., _T]) -> Callable[..., _T]:
     return owned
 
 
+PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {"vocab_size": int, "bos_token": (str, type(None)), "adds_bos": bool, "pad_id": int,
+                "chat_template": (str, type(None)), "special_tokens_map": dict, "special_tokens": list,
+                "context_window": (int, type(None))}
+
+
+def valid_profile(profile: Any) -> bool:
+    return isinstance(profile, dict) and set(profile) == set(PROFILE_KEYS) and all(
+        isinstance(profile[key], kind) for key, kind in PROFILE_KEYS.items())
+
+
 @register_backend("hf")
 class HFBackend(ScoringBackend):
-    def __init__(self, spec: ModelSpec) -> None:
+    """``profiles``: where the tokenizer's *profile* (what rendering a context, the job's markers
+    and the cache keys need: chat template, special tokens, BOS rule, window) is kept per
+    fingerprint. With a stored profile the backend opens without loading the tokenizer (and so
+    without importing torch): a job whose scores are all cached stays fast. The tokenizer is
+    then loaded, with every check, only when something is tokenized."""
+
+    def __init__(self, spec: ModelSpec, profiles: ProfileStore | None = None) -> None:
         # Local files are checked and hub commits pinned before transformers sees the name, so
         # a bad checkpoint fails here, fast and named, and scores are filed under the commit.
         check_local_checkpoint(spec)
         spec, online = pin_revision(spec)
         super().__init__(spec)
-        from transformers import AutoConfig, AutoTokenizer
-
         # Offline, or the hub did not answer: files from the local cache only (no minute of retries).
         self._load_kwargs: dict[str, Any] = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                                                  local_files_only=not online, **_gguf_kwargs(spec))
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **self._load_kwargs)
-            self.config = AutoConfig.from_pretrained(spec.path, **self._load_kwargs)
-        except (OSError, ValueError, KeyError) as err:  # transformers' own message, with the model named
-            raise CheckpointError(f"{spec.label}: cannot load the tokenizer or config from {spec.path}: {err}") from err
-        if not self.tokenizer.is_fast:
-            raise ValueError(
-                f"{spec.label}: the tokenizer has no fast (Rust) version, so it cannot report "
-                "character offsets, which scoring needs"
-            )
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         self._fingerprint = fingerprint(spec, self.dtype)
-        self._adds_bos = self._tokenizer_adds_bos()
-        if spec.template != "raw" and self.tokenizer.chat_template:
-            probe_chat_template(self.tokenizer.get_chat_template(), dict(self.tokenizer.special_tokens_map), spec.label)
         # A transformers PreTrainedModel, or a PeftModel wrapping one (which forwards attributes
         # to it at run time): no static type covers both, so Any.
         self._model: Any = None
-        self._log_probs_fn: Callable | None = None
+        self._rows_fn: Callable[[dict[str, Any], Any], Callable[[int, int], Any]] | None = None
+        self._tokenizer: Any = None
+        stored = profiles.get_profile(self._fingerprint) if profiles is not None else None
+        if valid_profile(stored):
+            self.profile: dict[str, Any] = dict(stored)  # type: ignore[arg-type]  # checked just above
+        else:
+            self.profile = self._profile_from_tokenizer()
+            if profiles is not None:
+                profiles.put_profile(self._fingerprint, self.profile)
 
     # ---- tokenizer side (cheap) -------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The fast tokenizer, loaded and checked on first use (its chat template test-rendered)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            spec = self.spec
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(spec.path, **self._load_kwargs)
+            except (OSError, ValueError, KeyError) as err:  # transformers' own message, with the model named
+                raise CheckpointError(f"{spec.label}: cannot load the tokenizer from {spec.path}: {err}") from err
+            if not tokenizer.is_fast:
+                raise ValueError(f"{spec.label}: the tokenizer has no fast (Rust) version, so it cannot report "
+                                 "character offsets, which scoring needs")
+            if spec.template != "raw" and tokenizer.chat_template:
+                probe_chat_template(tokenizer.get_chat_template(), dict(tokenizer.special_tokens_map), spec.label)
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def _config_window(self) -> int | None:
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(self.spec.path, **self._load_kwargs)
+        except (OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{self.spec.label}: cannot load the config from {self.spec.path}: {err}") from err
+        return getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
+
+    def _profile_from_tokenizer(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        bos = tok.bos_token_id
+        adds_bos = False
+        if bos is not None:
+            with_special = tok("a", add_special_tokens=True).input_ids
+            adds_bos = len(with_special) > len(tok("a", add_special_tokens=False).input_ids) and with_special[0] == bos
+        pad = tok.pad_token_id
+        return {"vocab_size": len(tok), "bos_token": tok.bos_token, "adds_bos": adds_bos,
+                "pad_id": pad if pad is not None else 0,  # right padding: never seen by a real token
+                "chat_template": tok.get_chat_template() if tok.chat_template else None,
+                "special_tokens_map": {k: [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
+                                       for k, v in tok.special_tokens_map.items()},
+                "special_tokens": list(tok.all_special_tokens), "context_window": self._config_window()}
+
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
 
-    def _tokenizer_adds_bos(self) -> bool:
-        bos = self.tokenizer.bos_token_id
-        if bos is None:
-            return False
-        with_special = self.tokenizer("a", add_special_tokens=True).input_ids
-        without = self.tokenizer("a", add_special_tokens=False).input_ids
-        return len(with_special) > len(without) and with_special[0] == bos
+    @property
+    def _adds_bos(self) -> bool:
+        return bool(self.profile["adds_bos"])
+
+    @property
+    def _pad_id(self) -> int:
+        return int(self.profile["pad_id"])
 
     @property
     def context_window(self) -> int | None:
-        if self.spec.max_context:
-            return self.spec.max_context
-        cfg = getattr(self.config, "text_config", self.config)
-        return getattr(cfg, "max_position_embeddings", None)
+        return self.spec.max_context or self.profile["context_window"]
 
     def facts(self) -> TokenizerFacts:
-        tok = self.tokenizer
+        info = self.profile
         return TokenizerFacts(
-            vocab_size=len(tok),
-            bos_token=tok.bos_token,
-            adds_bos=self._adds_bos,
-            has_chat_template=bool(tok.chat_template),
-            special_tokens=tuple(tok.all_special_tokens),
+            vocab_size=info["vocab_size"],
+            bos_token=info["bos_token"],
+            adds_bos=info["adds_bos"],
+            has_chat_template=info["chat_template"] is not None,
+            special_tokens=tuple(info["special_tokens"]),
             context_window=self.context_window,
         )
 
     def render_context(self, prompt: str) -> str:
+        """The chat template rendered as ``tokenizer.apply_chat_template(..., tokenize=False)``
+        renders it (the same transformers function, the same arguments), from the profile."""
         mode = self.spec.template
-        has_chat = bool(self.tokenizer.chat_template)
-        if mode == "chat" and not has_chat:
+        template = self.profile["chat_template"]
+        if mode == "chat" and template is None:
             raise ValueError(f"{self.spec.label}: template 'chat' asked for, but it has no chat template")
-        if mode == "chat" or (mode == "auto" and has_chat):
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
-            assert isinstance(text, str)  # tokenize=False: the rendered string
-            return text
+        if mode == "chat" or (mode == "auto" and template is not None):
+            from transformers.utils.chat_template_utils import render_jinja_template
+
+            special: dict[str, Any] = self.profile["special_tokens_map"]
+            rendered = render_jinja_template(
+                conversations=[[{"role": "user", "content": prompt}]], chat_template=template,
+                add_generation_prompt=True, **special)[0]
+            return str(rendered[0])
         # str.replace, not str.format: prompts are full of braces (LaTeX, code).
         return self.spec.raw_template.replace("{prompt}", prompt)
 
@@ -274,7 +377,7 @@ class HFBackend(ScoringBackend):
                 model = model.merge_and_unload()  # plain weights: faster, same numbers
         model.eval()
         self._model = model
-        self._log_probs_fn = self._choose_log_probs_fn()
+        self._rows_fn = self._choose_rows_fn()
         self.load_count += 1
 
     @_owning
@@ -282,7 +385,7 @@ class HFBackend(ScoringBackend):
         if self._model is None:
             return
         self._model = None
-        self._log_probs_fn = None
+        self._rows_fn = None
         gc.collect()
         if self.device == "cuda":
             import torch
@@ -292,97 +395,106 @@ class HFBackend(ScoringBackend):
     def _input_device(self):
         return self._model.get_input_embeddings().weight.device
 
-    def _chunked_log_probs(self, input_ids):
-        """logp of ``input_ids[0, 1:]`` from the decoder's hidden states, lm_head in chunks."""
+    @property
+    def default_batch_tokens(self) -> int:
+        """Padded tokens per forward batch when the caller names none (docs/benchmarks.md)."""
+        return DEFAULT_BATCH_TOKENS["cuda" if self.device == "cuda" else "cpu"]
+
+    def _lean_rows(self, inputs: dict[str, Any], rows: Any) -> Callable[[int, int], Any]:
+        """Logits of the flattened batch positions ``rows``, chunk by chunk: the decoder's
+        hidden states of only those rows through the head, so the head (60% of Gemma's FLOPs)
+        never runs on context tokens and no ``[tokens x vocab]`` matrix is built."""
+        hidden = self._model.get_decoder()(**inputs).last_hidden_state
+        picked = hidden.reshape(-1, hidden.shape[-1])[rows]
+        head = self._model.get_output_embeddings()
+        return lambda lo, hi: head(picked[lo:hi])
+
+    def _full_rows(self, inputs: dict[str, Any], rows: Any) -> Callable[[int, int], Any]:
+        """Fallback for architectures whose head is not ``lm_head(decoder(x))``: the model's
+        own logits, taken at ``rows``."""
+        logits = self._model(**inputs).logits
+        picked = logits.reshape(-1, logits.shape[-1])[rows]
+        return lambda lo, hi: picked[lo:hi]
+
+    def _target_log_probs(self, logits_of: Callable[[int, int], Any], targets: Any) -> Any:
+        """``logit[target] - logsumexp(logits)`` per row, :data:`LOGIT_CHUNK` rows at a time
+        (exact: a full log-softmax's numbers). Both terms are taken relative to the row's largest
+        logit, so neither is a large fp32 number (logits reach ±30, where one fp32 step is
+        2e-6): the result keeps the precision of the logits themselves."""
         import torch
 
-        hidden = self._model.get_decoder()(input_ids=input_ids).last_hidden_state[0]
-        head = self._model.get_output_embeddings()
         cap = getattr(getattr(self._model, "config", None), "final_logit_softcapping", None)
-        targets = input_ids[0, 1:]
         out = torch.empty(targets.shape[0], dtype=torch.float64)
         for lo in range(0, targets.shape[0], LOGIT_CHUNK):
             hi = min(lo + LOGIT_CHUNK, targets.shape[0])
-            logits = head(hidden[lo:hi]).float()
+            logits = logits_of(lo, hi).float()
             if cap:
                 logits = torch.tanh(logits / cap) * cap
-            picked = logits.gather(-1, targets[lo:hi, None])[:, 0]
-            out[lo:hi] = (picked - torch.logsumexp(logits, dim=-1)).double().cpu()
+            shifted = logits - logits.max(dim=-1, keepdim=True).values
+            picked = shifted.gather(-1, targets[lo:hi, None])[:, 0].double()
+            out[lo:hi] = (picked - torch.log(shifted.exp_().sum(dim=-1).double())).cpu()
         return out
 
-    def _full_log_probs(self, input_ids):
-        """Fallback for architectures whose head is not ``lm_head(decoder(x))``: full logits,
-        log-softmax still taken chunk by chunk."""
+    def _batch_log_probs(self, seqs: Sequence[tuple[Sequence[int], int]],
+                         rows_fn: Callable[[dict[str, Any], Any], Callable[[int, int], Any]] | None = None,
+                         ) -> list[np.ndarray]:
+        """One forward pass over several sequences: for each ``(ids, score_from)``, the log-probs
+        of ``ids[score_from:]``, each given the ids before it.
+
+        Sequences are right-padded to one width (a multiple of :data:`PAD_MULTIPLE`): a real
+        token attends only to the tokens before it, all real, at positions ``0 … n-1`` as when
+        it runs alone. The padding mask goes with every pass (transformers drops an all-ones
+        one and keeps the fused causal attention); Gemma's sliding-window layers build their
+        masks from it too, and pads after a sequence never fall inside a real token's window."""
         import torch
 
-        logits = self._model(input_ids=input_ids).logits[0, :-1]
-        targets = input_ids[0, 1:]
-        out = torch.empty(targets.shape[0], dtype=torch.float64)
-        for lo in range(0, targets.shape[0], LOGIT_CHUNK):
-            chunk = logits[lo : lo + LOGIT_CHUNK].float()
-            picked = chunk.gather(-1, targets[lo : lo + LOGIT_CHUNK, None])[:, 0]
-            out[lo : lo + LOGIT_CHUNK] = (picked - torch.logsumexp(chunk, -1)).double().cpu()
-        return out
-
-    def _choose_log_probs_fn(self) -> Callable:
-        """Use the memory-lean chunked path when it reproduces the model's own logits on a
-        probe sentence; otherwise fall back to the full-logits path (and say so)."""
-        import torch
-
-        ids = torch.tensor([self.tokenizer(_PROBE_TEXT).input_ids], device=self._input_device())
+        width = padded_length(max(len(ids) for ids, _ in seqs), PAD_MULTIPLE)
+        input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        rows, counts = [], []
+        for b, (ids, score_from) in enumerate(seqs):
+            input_ids[b, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
+            mask[b, : len(ids)] = 1
+            rows.append(torch.arange(score_from - 1, len(ids) - 1) + b * width)  # row k predicts id k+1
+            counts.append(len(ids) - score_from)
+        flat_rows = torch.cat(rows)
+        targets = input_ids.reshape(-1)[flat_rows + 1]
+        device = self._input_device()
+        inputs: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
+                                  "position_ids": torch.arange(width, device=device).expand(len(seqs), width)}
         with torch.inference_mode():
-            try:
-                lean = self._chunked_log_probs(ids)
-            except (AttributeError, TypeError, NotImplementedError) as err:
-                log.warning("%s: chunked scoring unavailable (%s); using full logits", self.spec.label, err)
-                return self._full_log_probs
-            full = self._full_log_probs(ids)
-        if torch.allclose(lean, full, atol=1e-3):
-            return self._chunked_log_probs
-        log.warning("%s: chunked scoring disagrees with the model's logits; using full logits", self.spec.label)
-        return self._full_log_probs
+            chosen = rows_fn or self._rows_fn
+            assert chosen is not None  # set by load()
+            logits_of = chosen(inputs, flat_rows.to(device))
+            logp = self._target_log_probs(logits_of, targets.to(device)).numpy()
+        return np.split(logp, np.cumsum(counts)[:-1])
+
+    def _choose_rows_fn(self) -> Callable[[dict[str, Any], Any], Callable[[int, int], Any]]:
+        """Use the lean path when it reproduces the model's own logits on a padded probe batch;
+        otherwise fall back to the full-logits path (and say so)."""
+        ids = self.tokenizer(_PROBE_TEXT).input_ids
+        probe = [(ids, 1), (ids[: len(ids) // 2], 1)]
+        try:
+            lean = self._batch_log_probs(probe, self._lean_rows)
+        except (AttributeError, TypeError, NotImplementedError) as err:
+            log.warning("%s: lean scoring unavailable (%s); using full logits", self.spec.label, err)
+            return self._full_rows
+        full = self._batch_log_probs(probe, self._full_rows)
+        if all(np.allclose(a, b, atol=1e-3) for a, b in zip(lean, full)):
+            return self._lean_rows
+        log.warning("%s: lean scoring disagrees with the model's logits; using full logits", self.spec.label)
+        return self._full_rows
 
     def _window(self, n_ids: int) -> tuple[int, int]:
-        window = self.context_window or n_ids
+        window = self.context_window or max(n_ids, 2)
         left = self.spec.min_left_context or window // 2
         if not 1 <= left < window:
             raise ValueError(f"{self.spec.label}: min_left_context must be in [1, {window}), got {left}")
         return window, left
 
-    @_owning
-    def sequence_log_probs(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """logp of every id given the ids before it (NaN for the first), and whether it was
-        scored with a cut left context.
-
-        Sequences longer than the window are scored in windows of ``W`` tokens; every window
-        after the first starts ``L = min_left_context`` tokens before the first token it
-        scores, so each token sees at least ``L`` tokens of left context (``W - L`` new tokens
-        per window).
-        """
-        import torch
-
-        self.load()
-        log_probs_fn = self._log_probs_fn
-        assert log_probs_fn is not None  # set by load()
-        n = len(ids)
-        logp = np.full(n, np.nan)
-        truncated = np.zeros(n, dtype=bool)
-        window, left = self._window(n)
-        all_ids = torch.tensor([ids], device=self._input_device())
-        pos = 1  # the first id has no left context, so no log-prob
-        with torch.inference_mode():
-            while pos < n:
-                start = 0 if pos < window else pos - left
-                stop = min(start + window, n)
-                window_logp = log_probs_fn(all_ids[:, start:stop]).numpy()
-                logp[pos:stop] = window_logp[pos - start - 1 :]
-                truncated[pos:stop] = start > 0
-                pos = stop
-        return logp, truncated
-
-    def score(self, context: str, response: str) -> TokenScores:
+    def _prepare(self, context: str, response: str) -> _Prepared:
+        """Tokenize one pair and plan its windows (only those scoring response tokens)."""
         ids, offsets, n_prefix = self.encode(context, response)
-        logp, truncated = self.sequence_log_probs(ids)
         ctx_len = len(context)
         starts, ends = offsets[:, 0], offsets[:, 1]
         is_prefix = np.arange(len(ids)) < n_prefix
@@ -390,16 +502,43 @@ class HFBackend(ScoringBackend):
         # after the seam (they ride with the next token's action downstream).
         in_response = ~is_prefix & ((ends > ctx_len) | ((starts == ends) & (starts >= ctx_len)))
         first = int(np.argmax(in_response)) if in_response.any() else len(ids)
-        keep = np.arange(len(ids)) >= first  # response tokens are a suffix of the sequence
-        keep &= ~is_prefix
-        rel = np.clip(offsets[keep] - ctx_len, 0, None)
-        return TokenScores(
-            token_ids=np.asarray(ids, dtype=np.int64)[keep],
-            offsets=rel,
-            logprobs=logp[keep],
-            truncated=truncated[keep],
-            straddle=starts[keep] < ctx_len,
-        )
+        window, left = self._window(len(ids))
+        return _Prepared(ids, offsets, ctx_len, first, plan_windows(len(ids), window, left, first))
+
+    def score_batches(
+        self, pairs: Sequence[tuple[str, str]], batch_tokens: int | None = None,
+    ) -> Iterator[list[tuple[int, TokenScores]]]:
+        """Length-sorted batches of windows under ``batch_tokens`` padded tokens (default
+        :attr:`default_batch_tokens`), see :mod:`rdpt_core.batching`. The windows of a long
+        response may land in different batches; it is yielded once its last one has run.
+        Each batch holds :attr:`lock` while it runs (never across a yield)."""
+        prepared = [self._prepare(context, response) for context, response in pairs]
+        jobs = [(i, w) for i, p in enumerate(prepared) for w in p.windows]
+        logp = [np.full(len(p.ids), np.nan) for p in prepared]
+        truncated = [np.zeros(len(p.ids), dtype=bool) for p in prepared]
+        windows_left = [len(p.windows) for p in prepared]
+        nothing_to_run = [(i, prepared[i].scores(logp[i], truncated[i])) for i in range(len(pairs)) if not windows_left[i]]
+        if nothing_to_run:
+            yield nothing_to_run
+        for batch in plan_batches([w.length for _, w in jobs], batch_tokens or self.default_batch_tokens, PAD_MULTIPLE):
+            seqs = [(prepared[i].ids[w.start : w.stop], w.score_from - w.start) for i, w in (jobs[k] for k in batch)]
+            with self.lock:
+                self.load()
+                batch_logp = self._batch_log_probs(seqs)
+            done = []
+            for k, values in zip(batch, batch_logp):
+                i, w = jobs[k]
+                logp[i][w.score_from : w.stop] = values
+                truncated[i][w.score_from : w.stop] = w.truncated
+                windows_left[i] -= 1
+                if not windows_left[i]:
+                    done.append((i, prepared[i].scores(logp[i], truncated[i])))
+            if done:
+                yield done
+
+    def score(self, context: str, response: str) -> TokenScores:
+        [[(_, scores)]] = list(self.score_batches([(context, response)], batch_tokens=1))
+        return scores
 
     # ---- sampling ---------------------------------------------------------------------------
     @_owning

@@ -1,0 +1,276 @@
+"""Benchmark: scoring throughput, one record at a time vs batched vs the fp32 GEMM bound; the
+engine end to end against a plain transformers scorer; peak memory; Ray vs the local engine;
+a fully cached rerun. Every ratio is measured in this one run, repeats interleaved.
+
+    make bench-scoring            # about 40 min on a 2-core CPU
+    python scripts/bench_scoring.py --quick   # a smoke run, minutes
+
+Prints a Markdown report (docs/benchmarks.md, "Scoring at scale", is copied from it) and, with
+``--out``, the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rdpt_core.backends import create_backend  # noqa: E402
+from rdpt_core.cache import TokenCache  # noqa: E402
+from rdpt_core.models import resolve_spec  # noqa: E402
+from rdpt_core.records import Record, load_records  # noqa: E402
+
+TRAJECTORIES = REPO / "demo/steps/test_trajectories.jsonl"
+AIME = REPO / "data/skythought/aime24.sky-t1-correct-5k-27b.jsonl"
+MODELS = {"SmolLM2-135M": "smollm2-135m-instruct", "Gemma-3-270M": "gemma3-270m"}
+DISTILLED = "gemma3-270m-steps-distilled"  # the lab's: Gemma + LoRA (docs/lab.md)
+
+
+def lab_records(n: int) -> list[Record]:
+    rows = [json.loads(line) for line in TRAJECTORIES.read_text().splitlines()[:n]]
+    return [Record(r["record_id"], r["question_id"], r["prompt"], r["response"]) for r in rows]
+
+
+def long_records(n: int, max_chars: int) -> list[Record]:
+    records = load_records(AIME).records[:n]
+    return [Record(r.record_id, r.question_id, r.prompt, r.response[:max_chars]) for r in records]
+
+
+def gemm_gflops(repeats: int = 5) -> float:
+    """fp32 matrix-product rate at model-like shapes (the bound's denominator)."""
+    import torch
+
+    a, b = torch.randn(1024, 640), torch.randn(640, 2048)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(10):
+            torch.mm(a, b)
+        best = max(best, 10 * 2 * 1024 * 640 * 2048 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def n_params(backend) -> int:
+    backend.load()
+    return sum(p.numel() for p in backend._model.parameters())
+
+
+def timed_scores(backend, pairs, batched: bool) -> tuple[float, dict]:
+    started = time.perf_counter()
+    if batched:
+        got = dict(item for done in backend.score_batches(pairs) for item in done)
+    else:
+        got = {i: backend.score(c, r) for i, (c, r) in enumerate(pairs)}
+    return time.perf_counter() - started, got
+
+
+def throughput(name: str, model: str, records: list[Record], repeats: int, gflops: float) -> dict:
+    """Per record vs batched on one model: tokens/s over all tokens run (context + response),
+    interleaved repeats, best of each; and the fraction of the GEMM bound (2 x params FLOP/token)."""
+    backend = create_backend(resolve_spec(model))
+    pairs = [(backend.render_context(r.prompt), r.response) for r in records]
+    tokens = sum(len(backend.encode(c, r)[0]) for c, r in pairs)
+    params = n_params(backend)
+    bound = gflops * 1e9 / (2 * params)
+    times: dict[str, list[float]] = {"per record": [], "batched": []}
+    timed_scores(backend, pairs[:2], True)  # warm-up
+    for _ in range(repeats):
+        for mode in times:
+            times[mode].append(timed_scores(backend, pairs, mode == "batched")[0])
+    backend.unload()
+    row = {"model": name, "records": len(records), "tokens": tokens, "params": params,
+           "bound tok/s": round(bound, 1)}
+    for mode, seconds in times.items():
+        row[f"{mode} tok/s"] = round(tokens / min(seconds), 1)
+        row[f"{mode} / bound"] = round(tokens / min(seconds) / bound, 3)
+    row["batched / per record"] = round(min(times["per record"]) / min(times["batched"]), 3)
+    return row
+
+
+PLAIN_SCORER = r'''
+import json, sys, time, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+job = json.loads(sys.stdin.read())
+out, started = {}, time.perf_counter()
+for path in job["models"]:
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    for i, (context, response) in enumerate(job["pairs"][path]):
+        add = not (tok.bos_token and context.startswith(tok.bos_token))
+        enc = tok(context + response, add_special_tokens=add, return_offsets_mapping=True)
+        ids = torch.tensor([enc.input_ids])
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+        lp = logp.gather(-1, ids[0, 1:, None])[:, 0].double().tolist()
+        first = next(k for k, (s, e) in enumerate(enc.offset_mapping) if e > len(context))
+        out[f"{path}:{i}"] = lp[first - 1:]
+    del model
+print(json.dumps({"seconds": time.perf_counter() - started, "logp": out}))
+'''
+
+
+def end_to_end(records: list[Record], repeats: int) -> dict:
+    """The engine (fresh cache, T = SmolLM2, S = Gemma) vs a plain per-record transformers
+    scorer, each in its own process, interleaved; and the largest |Δ| between their numbers."""
+    specs = {"teacher": resolve_spec(MODELS["SmolLM2-135M"]), "student": resolve_spec(MODELS["Gemma-3-270M"])}
+    pairs = {}
+    for spec in specs.values():
+        backend = create_backend(spec)
+        pairs[spec.path] = [(backend.render_context(r.prompt), r.response) for r in records]
+    ours, plain, delta = [], [], 0.0
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            job = {"records": [r.__dict__ for r in records], "cache": cache_dir,
+                   "specs": {role: s.path for role, s in specs.items()}}
+            done = subprocess.run([sys.executable, "-c", ENGINE_RUN], input=json.dumps(job, default=str),
+                                  capture_output=True, text=True, cwd=REPO, check=True)
+            engine = json.loads(done.stdout.splitlines()[-1])
+        ours.append(engine["seconds"])
+        done = subprocess.run([sys.executable, "-c", PLAIN_SCORER], capture_output=True, text=True, check=True,
+                              input=json.dumps({"models": list(pairs), "pairs": pairs}))
+        reference = json.loads(done.stdout.splitlines()[-1])
+        plain.append(reference["seconds"])
+        for key, values in reference["logp"].items():
+            delta = max(delta, float(np.nanmax(np.abs(np.array(engine["logp"][key]) - np.array(values)))))
+    return {"records": len(records), "engine s": round(min(ours), 1), "plain s": round(min(plain), 1),
+            "plain / engine": round(min(plain) / min(ours), 2), "max |dlogp|": delta}
+
+
+ENGINE_RUN = r'''
+import json, sys, time
+from rdpt_core.cache import TokenCache
+from rdpt_core.models import resolve_spec
+from rdpt_core.records import Record
+from rdpt_core.scoring import score_corpus
+job = json.loads(sys.stdin.read())
+records = [Record(**{k: v for k, v in r.items() if k in ("record_id", "question_id", "prompt", "response")})
+           for r in job["records"]]
+specs = {role: resolve_spec(path) for role, path in job["specs"].items()}
+started = time.perf_counter()
+corpus, _ = score_corpus(records, specs, cache=TokenCache(job["cache"]))
+seconds = time.perf_counter() - started
+out = {f"{specs[role].path}:{i}": corpus.tokens[role][r.record_id].logprobs.tolist()
+       for role in specs for i, r in enumerate(records)}
+print(json.dumps({"seconds": seconds, "logp": out}))
+'''
+
+PEAK_RUN = r'''
+import json, resource, sys
+from rdpt_core.cache import TokenCache
+from rdpt_core.models import resolve_spec
+from rdpt_core.records import Record
+from rdpt_core.scoring import score_corpus
+job = json.loads(sys.stdin.read())
+records = [Record(r["record_id"], r["question_id"], r["prompt"], r["response"]) for r in job["records"]]
+score_corpus(records, {role: resolve_spec(**spec) for role, spec in job["specs"].items()}, cache=TokenCache(job["cache"]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+'''
+
+
+def peak_memory(records: list[Record]) -> dict:
+    """Peak resident memory of a three-model score vs the largest single model's run."""
+    def peak(specs: dict) -> int:
+        with tempfile.TemporaryDirectory() as cache_dir:
+            job = {"records": [r.__dict__ for r in records], "specs": specs, "cache": cache_dir}
+            done = subprocess.run([sys.executable, "-c", PEAK_RUN], input=json.dumps(job, default=str),
+                                  capture_output=True, text=True, cwd=REPO, check=True)
+        return int(done.stdout.splitlines()[-1])
+
+    three = {"teacher": {"name_or_path": MODELS["SmolLM2-135M"]}, "student": {"name_or_path": MODELS["Gemma-3-270M"]},
+             "distilled": {"name_or_path": DISTILLED}}
+    single = {"student": {"name_or_path": MODELS["Gemma-3-270M"]}}
+    both, alone = peak(three), peak(single)
+    return {"three models MiB": round(both / 2**20), "largest alone MiB": round(alone / 2**20),
+            "ratio": round(both / alone, 3)}
+
+
+def ray_vs_local(records: list[Record]) -> dict:
+    """SmolLM2 on the records: Ray, 2 actors x 1 thread (cluster start included) vs the local
+    engine with 2 threads, fresh caches."""
+    import torch
+
+    from rdpt_core.distributed import RaySettings, score_corpus_ray
+    from rdpt_core.scoring import score_corpus
+
+    specs = {"teacher": resolve_spec(MODELS["SmolLM2-135M"])}
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        torch.set_num_threads(2)
+        started = time.perf_counter()
+        score_corpus(records, specs, cache=TokenCache(a), group_chars=8000)
+        local = time.perf_counter() - started
+        started = time.perf_counter()
+        score_corpus_ray(records, specs, RaySettings(actors=2, cpus_per_actor=1), cache=TokenCache(b),
+                         group_chars=8000)
+        ray_seconds = time.perf_counter() - started
+    return {"records": len(records), "local s": round(local, 1), "ray s": round(ray_seconds, 1),
+            "ray throughput / local": round(local / ray_seconds, 3)}
+
+
+def cached_rerun(records: list[Record]) -> dict:
+    """`python -m rdpt_core score` with three roles, run twice on one cache: the second run's
+    wall time and whether it imported torch or loaded a model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "in.jsonl"
+        data.write_text("".join(json.dumps({"record_id": r.record_id, "question_id": r.question_id,
+                                            "prompt": r.prompt, "response": r.response}) + "\n" for r in records))
+        probe = ("import runpy, sys, atexit; atexit.register(lambda: print('TORCH', 'torch' in sys.modules, "
+                 "file=sys.stderr)); sys.argv = ['rdpt_core'] + sys.argv[1:]; runpy.run_module('rdpt_core', "
+                 "run_name='__main__')")
+        args = ["score", "--input", str(data), "--teacher", MODELS["SmolLM2-135M"], "--student", MODELS["Gemma-3-270M"],
+                "--distilled", DISTILLED, "--out", str(Path(tmp) / "t.parquet"), "--cache-dir", tmp]
+        subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO, capture_output=True, check=True)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+    return {"records": len(records), "seconds": round(seconds, 2), "torch imported": "TORCH True" in done.stderr,
+            "model loaded": "loaded 1x" in done.stderr}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few records, one repeat: a smoke run")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 2
+    short = lab_records(8 if args.quick else 48)
+    long = long_records(2 if args.quick else 6, 2000 if args.quick else 6000)
+    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                               f"torch threads {__import__('torch').get_num_threads()}"}
+    report["gemm GFLOP/s"] = round(gemm_gflops(), 1)
+    print(f"fp32 GEMM: {report['gemm GFLOP/s']} GFLOP/s", flush=True)
+    report["throughput"] = []
+    for corpus, records in (("lab answers", short), ("long AIME answers", long)):
+        for name, model in MODELS.items():
+            row = {"corpus": corpus, **throughput(name, model, records, repeats, report["gemm GFLOP/s"])}
+            report["throughput"].append(row)
+            print(row, flush=True)
+    report["end to end"] = end_to_end(long, repeats)
+    print(report["end to end"], flush=True)
+    report["peak memory"] = peak_memory(short)
+    print(report["peak memory"], flush=True)
+    report["ray"] = [ray_vs_local(lab_records(n)) for n in ((16,) if args.quick else (100, 200))]
+    print(report["ray"], flush=True)
+    report["cached rerun"] = cached_rerun(lab_records(200 if not args.quick else 16))
+    print(report["cached rerun"], flush=True)
+    report["maxrss MiB (this process)"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
