@@ -448,7 +448,10 @@ class HFBackend(ScoringBackend):
         masks from it too, and pads after a sequence never fall inside a real token's window."""
         import torch
 
-        width = padded_length(max(len(ids) for ids, _ in seqs), PAD_MULTIPLE)
+        longest = max(len(ids) for ids, _ in seqs)
+        width = padded_length(longest, PAD_MULTIPLE)
+        if self.context_window:  # never pad past the positions the model has (learned position tables)
+            width = min(width, max(self.context_window, longest))
         input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         rows, counts = [], []
