@@ -101,10 +101,10 @@ def throughput(name: str, model: str, records: list[Record], repeats: int, gflop
 
 
 PLAIN_SCORER = r'''
-import json, sys, time, torch
+import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 job = json.loads(sys.stdin.read())
-out, started = {}, time.perf_counter()
+out = {}
 for path in job["models"]:
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -118,13 +118,23 @@ for path in job["models"]:
         first = next(k for k, (s, e) in enumerate(enc.offset_mapping) if e > len(context))
         out[f"{path}:{i}"] = lp[first - 1:]
     del model
-print(json.dumps({"seconds": time.perf_counter() - started, "logp": out}))
+print(json.dumps({"logp": out}))
 '''
+
+
+def timed_run(code: str, job: dict) -> tuple[float, dict]:
+    """Wall time of ``python -c code`` fed ``job``, start-up and imports included (what a user
+    waits for), and the JSON on its last line."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(job, default=str),
+                          capture_output=True, text=True, cwd=REPO, check=True)
+    return time.perf_counter() - started, json.loads(done.stdout.splitlines()[-1])
 
 
 def end_to_end(records: list[Record], repeats: int) -> dict:
     """The engine (fresh cache, T = SmolLM2, S = Gemma) vs a plain per-record transformers
-    scorer, each in its own process, interleaved; and the largest |Δ| between their numbers."""
+    scorer, each a whole process (imports and model loading included), interleaved; and the
+    largest |Δ| between their numbers."""
     specs = {"teacher": resolve_spec(MODELS["SmolLM2-135M"]), "student": resolve_spec(MODELS["Gemma-3-270M"])}
     pairs = {}
     for spec in specs.values():
@@ -135,14 +145,10 @@ def end_to_end(records: list[Record], repeats: int) -> dict:
         with tempfile.TemporaryDirectory() as cache_dir:
             job = {"records": [r.__dict__ for r in records], "cache": cache_dir,
                    "specs": {role: s.path for role, s in specs.items()}}
-            done = subprocess.run([sys.executable, "-c", ENGINE_RUN], input=json.dumps(job, default=str),
-                                  capture_output=True, text=True, cwd=REPO, check=True)
-            engine = json.loads(done.stdout.splitlines()[-1])
-        ours.append(engine["seconds"])
-        done = subprocess.run([sys.executable, "-c", PLAIN_SCORER], capture_output=True, text=True, check=True,
-                              input=json.dumps({"models": list(pairs), "pairs": pairs}))
-        reference = json.loads(done.stdout.splitlines()[-1])
-        plain.append(reference["seconds"])
+            seconds, engine = timed_run(ENGINE_RUN, job)
+        ours.append(seconds)
+        seconds, reference = timed_run(PLAIN_SCORER, {"models": list(pairs), "pairs": pairs})
+        plain.append(seconds)
         for key, values in reference["logp"].items():
             delta = max(delta, float(np.nanmax(np.abs(np.array(engine["logp"][key]) - np.array(values)))))
     return {"records": len(records), "engine s": round(min(ours), 1), "plain s": round(min(plain), 1),
@@ -150,7 +156,7 @@ def end_to_end(records: list[Record], repeats: int) -> dict:
 
 
 ENGINE_RUN = r'''
-import json, sys, time
+import json, sys
 from rdpt_core.cache import TokenCache
 from rdpt_core.models import resolve_spec
 from rdpt_core.records import Record
@@ -159,12 +165,10 @@ job = json.loads(sys.stdin.read())
 records = [Record(**{k: v for k, v in r.items() if k in ("record_id", "question_id", "prompt", "response")})
            for r in job["records"]]
 specs = {role: resolve_spec(path) for role, path in job["specs"].items()}
-started = time.perf_counter()
 corpus, _ = score_corpus(records, specs, cache=TokenCache(job["cache"]))
-seconds = time.perf_counter() - started
 out = {f"{specs[role].path}:{i}": corpus.tokens[role][r.record_id].logprobs.tolist()
        for role in specs for i, r in enumerate(records)}
-print(json.dumps({"seconds": seconds, "logp": out}))
+print(json.dumps({"logp": out}))
 '''
 
 PEAK_RUN = r'''
@@ -198,25 +202,67 @@ def peak_memory(records: list[Record]) -> dict:
 
 
 def ray_vs_local(records: list[Record]) -> dict:
-    """SmolLM2 on the records: Ray, 2 actors x 1 thread (cluster start included) vs the local
-    engine with 2 threads, fresh caches."""
+    """SmolLM2 on the records: Ray, 2 actors x 1 thread vs the local engine with 2 threads,
+    fresh caches. The Ray time counts from a running cluster (actor start and model loads
+    included); starting the local cluster is timed on its own."""
+    import ray
     import torch
 
-    from rdpt_core.distributed import RaySettings, score_corpus_ray
+    from rdpt_core.distributed import RaySettings, _connect, score_corpus_ray
     from rdpt_core.scoring import score_corpus
 
     specs = {"teacher": resolve_spec(MODELS["SmolLM2-135M"])}
+    settings = RaySettings(actors=2, cpus_per_actor=1)
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         torch.set_num_threads(2)
         started = time.perf_counter()
         score_corpus(records, specs, cache=TokenCache(a), group_chars=8000)
         local = time.perf_counter() - started
         started = time.perf_counter()
-        score_corpus_ray(records, specs, RaySettings(actors=2, cpus_per_actor=1), cache=TokenCache(b),
-                         group_chars=8000)
-        ray_seconds = time.perf_counter() - started
+        _connect(settings)
+        cluster = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            score_corpus_ray(records, specs, settings, cache=TokenCache(b), group_chars=8000)
+            ray_seconds = time.perf_counter() - started
+        finally:
+            ray.shutdown()
     return {"records": len(records), "local s": round(local, 1), "ray s": round(ray_seconds, 1),
-            "ray throughput / local": round(local / ray_seconds, 3)}
+            "ray throughput / local": round(local / ray_seconds, 3), "cluster start s": round(cluster, 1),
+            "with start / local": round(local / (ray_seconds + cluster), 3)}
+
+
+def attention_and_head(record: Record, repeats: int) -> list[dict]:
+    """Where the time goes on one long answer, per model: a plain forward + full log_softmax,
+    the lean head with the model's own attention, and with windowed attention (the default
+    path when the load-time probe agrees); best of ``repeats``, interleaved."""
+    import torch
+
+    rows = []
+    for name, model in MODELS.items():
+        backend = create_backend(resolve_spec(model))
+        backend.load()
+        ids, _, _ = backend.encode(backend.render_context(record.prompt), record.response)
+        tensor = torch.tensor([ids])
+
+        def plain() -> None:
+            with torch.inference_mode():
+                torch.log_softmax(backend._model(tensor).logits[0].float(), -1)
+
+        runs = {"plain s": plain,
+                "lean, own attention s": lambda: backend._batch_log_probs([(ids, 1)], (backend._lean_rows, False)),
+                "lean, windowed s": lambda: backend._batch_log_probs([(ids, 1)], (backend._lean_rows, True))}
+        best = {key: float("inf") for key in runs}
+        for _ in range(repeats):
+            for key, run in runs.items():
+                started = time.perf_counter()
+                run()
+                best[key] = min(best[key], time.perf_counter() - started)
+        rows.append({"model": name, "tokens": len(ids), "windowed at load": backend._windowed,
+                     **{key: round(value, 2) for key, value in best.items()},
+                     "plain / default path": round(best["plain s"] / best["lean, windowed s"], 2)})
+        backend.unload()
+    return rows
 
 
 def cached_rerun(records: list[Record]) -> dict:
@@ -239,9 +285,13 @@ def cached_rerun(records: list[Record]) -> dict:
             "model loaded": "loaded 1x" in done.stderr}
 
 
+SECTIONS = ("throughput", "head-attention", "end-to-end", "memory", "ray", "cached")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few records, one repeat: a smoke run")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run these sections")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
     repeats = 1 if args.quick else 2
@@ -251,26 +301,27 @@ def main() -> int:
                                f"torch threads {__import__('torch').get_num_threads()}"}
     report["gemm GFLOP/s"] = round(gemm_gflops(), 1)
     print(f"fp32 GEMM: {report['gemm GFLOP/s']} GFLOP/s", flush=True)
-    report["throughput"] = []
-    for corpus, records in (("lab answers", short), ("long AIME answers", long)):
-        for name, model in MODELS.items():
-            row = {"corpus": corpus, **throughput(name, model, records, repeats, report["gemm GFLOP/s"])}
-            report["throughput"].append(row)
-            print(row, flush=True)
-    report["end to end"] = end_to_end(long, repeats)
-    print(report["end to end"], flush=True)
-    report["peak memory"] = peak_memory(short)
-    print(report["peak memory"], flush=True)
-    report["ray"] = [ray_vs_local(lab_records(n)) for n in ((16,) if args.quick else (100, 200))]
-    print(report["ray"], flush=True)
-    report["cached rerun"] = cached_rerun(lab_records(200 if not args.quick else 16))
-    print(report["cached rerun"], flush=True)
+    if "throughput" in args.only:
+        report["throughput"] = []
+        for corpus, records in (("lab answers", short), ("long AIME answers", long)):
+            for name, model in MODELS.items():
+                row = {"corpus": corpus, **throughput(name, model, records, repeats, report["gemm GFLOP/s"])}
+                report["throughput"].append(row)
+                print(row, flush=True)
+    sections = {"head-attention": ("head and attention", lambda: attention_and_head(long[0], repeats)),
+                "end-to-end": ("end to end", lambda: end_to_end(long, repeats)),
+                "memory": ("peak memory", lambda: peak_memory(short)),
+                "ray": ("ray", lambda: [ray_vs_local(lab_records(n)) for n in ((16,) if args.quick else (100, 200))]),
+                "cached": ("cached rerun", lambda: cached_rerun(lab_records(16 if args.quick else 200)))}
+    for section, (key, run) in sections.items():
+        if section in args.only:
+            report[key] = run()
+            print(key, report[key], flush=True)
     report["maxrss MiB (this process)"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

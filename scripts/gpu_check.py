@@ -85,6 +85,7 @@ def main() -> int:
         torch.cuda.reset_peak_memory_stats()
         try:
             logps, seconds, _ = run(backend, pairs, batched)
+            windowed = backend._windowed  # the load-time probe's choice (docs/engine.md)
         except Exception as err:  # e.g. bitsandbytes without a kernel for this GPU: report, go on
             print(f"{name:26s} failed: {type(err).__name__}: {err}")
             report["settings"].append({"setting": name, "error": f"{type(err).__name__}: {err}"})
@@ -95,7 +96,8 @@ def main() -> int:
         delta = np.concatenate([np.abs(a - b) for a, b in zip(logps, reference)])
         delta = delta[np.isfinite(delta)]
         row = {"setting": name, "tokens/s": round(n_tokens / seconds, 1), "max |dlogp|": float(delta.max()),
-               "mean |dlogp|": float(delta.mean()), "peak MiB": round(peak, 1)}
+               "mean |dlogp|": float(delta.mean()), "peak MiB": round(peak, 1),
+               "windowed attention": windowed}
         report["settings"].append(row)
         print(f"{name:26s} {row['tokens/s']:>9.0f} tok/s   max |Δ| {row['max |dlogp|']:.2e}   "
               f"mean |Δ| {row['mean |dlogp|']:.2e}   peak {peak:.0f} MiB")

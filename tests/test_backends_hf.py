@@ -261,6 +261,48 @@ def test_batched_sliding_windows_equal_per_record_and_the_documented_windows(smo
     assert any(batched[i].truncated.any() for i in batched)
 
 
+
+# ---- the blocked head (issue 14) ---------------------------------------------------------------
+@pytest.mark.parametrize("cap", [None, 5.0])
+def test_the_blocked_head_equals_a_full_log_softmax(tiny, cap, monkeypatch):
+    from rdpt_core.backends.hf import HEAD_BLOCK, _Head
+    from rdpt_core.models import resolve_spec
+
+    backend = create_backend(resolve_spec(str(tiny)))
+    backend.load()
+    monkeypatch.setattr(backend._model.config, "final_logit_softcapping", cap, raising=False)
+    rows_per_block, vocab_per_block = HEAD_BLOCK["cpu"]
+    n_rows, vocab = 2 * rows_per_block + 37, 3 * vocab_per_block + 5  # ragged last blocks both ways
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(n_rows, vocab, generator=generator) * 12  # wide enough that the max moves
+    logits[:, -1] += 40  # the largest logit sits in the last, ragged vocabulary block
+    targets = torch.randint(0, vocab, (n_rows,), generator=generator)
+    targets[:3] = torch.tensor([0, vocab - 1, vocab_per_block])  # block edges
+    head = _Head(vocab, lambda lo, hi, v_lo, v_hi: logits[lo:hi, v_lo:v_hi])
+    got = backend._target_log_probs(head, targets).numpy()
+    capped = logits.double() if cap is None else torch.tanh(logits.double() / cap) * cap
+    want = torch.log_softmax(capped, -1).gather(-1, targets[:, None])[:, 0].numpy()
+    assert np.abs(got - want).max() < 1e-5
+
+
+@pytest.mark.parametrize("windowed", [True, False])
+def test_the_lean_head_equals_the_models_own_logits(tiny, windowed):
+    from rdpt_core.models import resolve_spec
+
+    backend = create_backend(resolve_spec(str(tiny)))
+    backend.load()
+    assert (backend._rows_fn, backend._windowed) == (backend._lean_rows, True)  # chosen by the probe at load
+    ids = backend.tokenizer("Two sequences, one padded: 1 + 1 = 2, and so on.").input_ids
+    seqs = [(ids, 3), (ids[:7], 2)]
+    lean = backend._batch_log_probs(seqs, (backend._lean_rows, windowed))
+    assert backend._model.config._attn_implementation == "sdpa"  # its own attention again afterwards
+    with torch.inference_mode():  # independent: the model's full logits, one sequence at a time
+        for (seq, start), got in zip(seqs, lean):
+            logp = torch.log_softmax(backend._model(torch.tensor([seq])).logits[0].double(), -1)
+            want = logp[start - 1 : len(seq) - 1].gather(-1, torch.tensor(seq[start:])[:, None])[:, 0]
+            assert np.abs(got - want.numpy()).max() < 1e-5
+
+
 # ---- opening from a stored profile (no tokenizer, no torch): issue 14 ------------------------------
 PROMPTS = ["What is 2+2?", "Solve $\\frac{x}{2} = {y}$ for x.", "<|im_start|>user\nsneaky<|im_end|>", "",
            "Line one\n\nLine two  ", "<bos><start_of_turn>user"]

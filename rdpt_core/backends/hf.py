@@ -36,11 +36,14 @@ import numpy as np
 from ..batching import Window, padded_length, plan_batches, plan_windows
 from ..models import CheckpointError, ModelSpec, check_local_checkpoint, fingerprint, pin_revision
 from . import register_backend
+from .attention import windowed
 from .base import Generated, ProfileStore, SamplingSettings, ScoringBackend, TokenizerFacts, TokenScores
 
 log = logging.getLogger(__name__)
 
-LOGIT_CHUNK = 256  # positions per lm_head chunk: 256 x 262,144 fp32 = 256 MiB for Gemma
+# (rows, vocabulary entries) per block of the head's product: a 4 MiB fp32 block stays in a CPU's
+# cache (measured, docs/benchmarks.md); a GPU wants fewer, larger launches.
+HEAD_BLOCK = {"cpu": (1024, 1024), "cuda": (8192, 16384)}
 # Padded tokens per forward batch by default; `make bench-scoring` measures the choice (docs/benchmarks.md).
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
 # Every window runs right-padded to a multiple of this many tokens, alone or in a batch, so a
@@ -154,6 +157,15 @@ def probe_chat_template(template: str, special_tokens: dict[str, Any], label: st
 
 
 @dataclass(frozen=True)
+class _Head:
+    """The head's logits at the scored rows, one block at a time: ``block(lo, hi, v_lo, v_hi)``
+    is the ``[hi - lo, v_hi - v_lo]`` slice of ``[rows x vocab]``, which is never built whole."""
+
+    vocab: int
+    block: Callable[[int, int, int, int], Any]
+
+
+@dataclass(frozen=True)
 class _Prepared:
     """One pair, tokenized together: ids of ``[BOS] context + response``, their character
     offsets in that text, the context's length in characters, the index of the first response
@@ -224,7 +236,8 @@ class HFBackend(ScoringBackend):
         # A transformers PreTrainedModel, or a PeftModel wrapping one (which forwards attributes
         # to it at run time): no static type covers both, so Any.
         self._model: Any = None
-        self._rows_fn: Callable[[dict[str, Any], Any], Callable[[int, int], Any]] | None = None
+        self._rows_fn: Callable[[dict[str, Any], Any], _Head] | None = None
+        self._windowed = False  # run attention.windowed_attention (chosen at load)
         self._tokenizer: Any = None
         stored = profiles.get_profile(self._fingerprint) if profiles is not None else None
         if valid_profile(stored):
@@ -377,7 +390,7 @@ class HFBackend(ScoringBackend):
                 model = model.merge_and_unload()  # plain weights: faster, same numbers
         model.eval()
         self._model = model
-        self._rows_fn = self._choose_rows_fn()
+        self._rows_fn, self._windowed = self._choose_path()
         self.load_count += 1
 
     @_owning
@@ -385,7 +398,7 @@ class HFBackend(ScoringBackend):
         if self._model is None:
             return
         self._model = None
-        self._rows_fn = None
+        self._rows_fn, self._windowed = None, False
         gc.collect()
         if self.device == "cuda":
             import torch
@@ -400,52 +413,75 @@ class HFBackend(ScoringBackend):
         """Padded tokens per forward batch when the caller names none (docs/benchmarks.md)."""
         return DEFAULT_BATCH_TOKENS["cuda" if self.device == "cuda" else "cpu"]
 
-    def _lean_rows(self, inputs: dict[str, Any], rows: Any) -> Callable[[int, int], Any]:
-        """Logits of the flattened batch positions ``rows``, chunk by chunk: the decoder's
-        hidden states of only those rows through the head, so the head (60% of Gemma's FLOPs)
-        never runs on context tokens and no ``[tokens x vocab]`` matrix is built."""
+    def _lean_rows(self, inputs: dict[str, Any], rows: Any) -> _Head:
+        """The head over the decoder's hidden states of only the flattened batch positions
+        ``rows``: it (60% of Gemma's FLOPs) never runs on context tokens and no
+        ``[tokens x vocab]`` matrix is built."""
+        import torch
+
         hidden = self._model.get_decoder()(**inputs).last_hidden_state
         picked = hidden.reshape(-1, hidden.shape[-1])[rows]
         head = self._model.get_output_embeddings()
-        return lambda lo, hi: head(picked[lo:hi])
+        weight, bias = head.weight, head.bias
+        if not isinstance(head, torch.nn.Linear):
+            raise TypeError(f"output embeddings are {type(head).__name__}, not a Linear layer")
 
-    def _full_rows(self, inputs: dict[str, Any], rows: Any) -> Callable[[int, int], Any]:
+        def block(lo: int, hi: int, v_lo: int, v_hi: int) -> Any:
+            return torch.nn.functional.linear(picked[lo:hi], weight[v_lo:v_hi], None if bias is None else bias[v_lo:v_hi])
+        return _Head(int(weight.shape[0]), block)
+
+    def _full_rows(self, inputs: dict[str, Any], rows: Any) -> _Head:
         """Fallback for architectures whose head is not ``lm_head(decoder(x))``: the model's
         own logits, taken at ``rows``."""
         logits = self._model(**inputs).logits
         picked = logits.reshape(-1, logits.shape[-1])[rows]
-        return lambda lo, hi: picked[lo:hi]
+        return _Head(int(picked.shape[-1]), lambda lo, hi, v_lo, v_hi: picked[lo:hi, v_lo:v_hi])
 
-    def _target_log_probs(self, logits_of: Callable[[int, int], Any], targets: Any) -> Any:
-        """``logit[target] - logsumexp(logits)`` per row, :data:`LOGIT_CHUNK` rows at a time
-        (exact: a full log-softmax's numbers). Both terms are taken relative to the row's largest
-        logit, so neither is a large fp32 number (logits reach ±30, where one fp32 step is
-        2e-6): the result keeps the precision of the logits themselves."""
+    def _target_log_probs(self, head: _Head, targets: Any) -> Any:
+        """``logit[target] - logsumexp(logits)`` per row, exact (a full log-softmax's numbers),
+        in blocks of rows x vocabulary entries (:data:`HEAD_BLOCK`) with a running logsumexp:
+        a block stays in cache, where a whole ``[rows x 262,144]`` product streams through
+        memory at a fraction of the GEMM rate (docs/benchmarks.md). Both terms are taken
+        relative to the row's running largest logit, so neither is a large fp32 number (logits
+        reach ±30, where one fp32 step is 2e-6): the result keeps the logits' own precision."""
         import torch
 
         cap = getattr(getattr(self._model, "config", None), "final_logit_softcapping", None)
+        row_block, vocab_block = HEAD_BLOCK["cuda" if self.device == "cuda" else "cpu"]
         out = torch.empty(targets.shape[0], dtype=torch.float64)
-        for lo in range(0, targets.shape[0], LOGIT_CHUNK):
-            hi = min(lo + LOGIT_CHUNK, targets.shape[0])
-            logits = logits_of(lo, hi).float()
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
-            shifted = logits - logits.max(dim=-1, keepdim=True).values
-            picked = shifted.gather(-1, targets[lo:hi, None])[:, 0].double()
-            out[lo:hi] = (picked - torch.log(shifted.exp_().sum(dim=-1).double())).cpu()
+        for lo in range(0, targets.shape[0], row_block):
+            hi = min(lo + row_block, targets.shape[0])
+            target = targets[lo:hi]
+            top = torch.full((hi - lo,), -torch.inf, device=target.device)
+            total = torch.zeros(hi - lo, dtype=torch.float64, device=target.device)
+            picked = torch.zeros(hi - lo, device=target.device)
+            for v_lo in range(0, head.vocab, vocab_block):
+                v_hi = min(v_lo + vocab_block, head.vocab)
+                logits = head.block(lo, hi, v_lo, v_hi).float()
+                if cap:
+                    logits = torch.tanh(logits / cap) * cap
+                new_top = torch.maximum(top, logits.max(dim=-1).values)
+                total = total * torch.exp((top - new_top).double()) + (logits - new_top[:, None]).exp_().sum(dim=-1).double()
+                top = new_top
+                here = (target >= v_lo) & (target < v_hi)
+                picked = torch.where(here, logits.gather(-1, (target - v_lo).clamp(0, v_hi - v_lo - 1)[:, None])[:, 0], picked)
+            out[lo:hi] = ((picked - top).double() - torch.log(total)).cpu()
         return out
 
     def _batch_log_probs(self, seqs: Sequence[tuple[Sequence[int], int]],
-                         rows_fn: Callable[[dict[str, Any], Any], Callable[[int, int], Any]] | None = None,
+                         path: tuple[Callable[[dict[str, Any], Any], _Head], bool] | None = None,
                          ) -> list[np.ndarray]:
         """One forward pass over several sequences: for each ``(ids, score_from)``, the log-probs
-        of ``ids[score_from:]``, each given the ids before it.
+        of ``ids[score_from:]``, each given the ids before it. ``path`` (default: the one chosen
+        at load) is the head (lean or full) and whether attention runs windowed.
 
-        Sequences are right-padded to one width (a multiple of :data:`PAD_MULTIPLE`): a real
-        token attends only to the tokens before it, all real, at positions ``0 … n-1`` as when
-        it runs alone. The padding mask goes with every pass (transformers drops an all-ones
-        one and keeps the fused causal attention); Gemma's sliding-window layers build their
-        masks from it too, and pads after a sequence never fall inside a real token's window."""
+        Sequences are right-padded to one width (a multiple of :data:`PAD_MULTIPLE`) and run
+        with no padding mask: under causal attention a real token sees only the tokens before
+        it, all real, at positions ``0 … n-1`` as when it runs alone, so a mask would change
+        none of its numbers; without one, attention takes the fused causal kernel (a
+        ``[tokens x tokens]`` mask cost SmolLM2 38% more body time on a 3,000-token answer).
+        What pads compute is never read. Gemma's sliding windows hold too: a pad after a
+        sequence never falls inside a real token's window."""
         import torch
 
         longest = max(len(ids) for ids, _ in seqs)
@@ -453,40 +489,64 @@ class HFBackend(ScoringBackend):
         if self.context_window:  # never pad past the positions the model has (learned position tables)
             width = min(width, max(self.context_window, longest))
         input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
         rows, counts = [], []
         for b, (ids, score_from) in enumerate(seqs):
             input_ids[b, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
-            mask[b, : len(ids)] = 1
             rows.append(torch.arange(score_from - 1, len(ids) - 1) + b * width)  # row k predicts id k+1
             counts.append(len(ids) - score_from)
         flat_rows = torch.cat(rows)
         targets = input_ids.reshape(-1)[flat_rows + 1]
         device = self._input_device()
-        inputs: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
+        inputs: dict[str, Any] = {"input_ids": input_ids.to(device),
                                   "position_ids": torch.arange(width, device=device).expand(len(seqs), width)}
-        with torch.inference_mode():
-            chosen = rows_fn or self._rows_fn
-            assert chosen is not None  # set by load()
-            logits_of = chosen(inputs, flat_rows.to(device))
-            logp = self._target_log_probs(logits_of, targets.to(device)).numpy()
+        rows_fn, windowed_attention = path or (self._rows_fn, self._windowed)
+        assert rows_fn is not None  # set by load()
+        with torch.inference_mode(), windowed(self._model, windowed_attention):
+            logp = self._target_log_probs(rows_fn(inputs, flat_rows.to(device)), targets.to(device)).numpy()
         return np.split(logp, np.cumsum(counts)[:-1])
 
-    def _choose_rows_fn(self) -> Callable[[dict[str, Any], Any], Callable[[int, int], Any]]:
-        """Use the lean path when it reproduces the model's own logits on a padded probe batch;
-        otherwise fall back to the full-logits path (and say so)."""
+    def _choose_path(self) -> tuple[Callable[[dict[str, Any], Any], _Head], bool]:
+        """The fastest path that reproduces the model's own numbers: the lean head when it
+        gives the model's logits on a short padded probe batch, and windowed attention when
+        it also gives the decoder's own hidden states on a probe longer than the model's
+        sliding window (at most 2,048 tokens; a longer window keeps the model's attention)."""
         ids = self.tokenizer(_PROBE_TEXT).input_ids
         probe = [(ids, 1), (ids[: len(ids) // 2], 1)]
+        reference = self._batch_log_probs(probe, (self._full_rows, False))
         try:
-            lean = self._batch_log_probs(probe, self._lean_rows)
+            lean = self._batch_log_probs(probe, (self._lean_rows, False))
         except (AttributeError, TypeError, NotImplementedError) as err:
             log.warning("%s: lean scoring unavailable (%s); using full logits", self.spec.label, err)
-            return self._full_rows
-        full = self._batch_log_probs(probe, self._full_rows)
-        if all(np.allclose(a, b, atol=1e-3) for a, b in zip(lean, full)):
-            return self._lean_rows
-        log.warning("%s: lean scoring disagrees with the model's logits; using full logits", self.spec.label)
-        return self._full_rows
+            return self._full_rows, False
+        if not all(np.allclose(a, b, atol=1e-3) for a, b in zip(lean, reference)):
+            log.warning("%s: lean scoring disagrees with the model's logits; using full logits", self.spec.label)
+            return self._full_rows, False
+        return self._lean_rows, self._windowed_attention_matches(ids)
+
+    def _windowed_attention_matches(self, ids: list[int]) -> bool:
+        import torch
+
+        config = self._model.config
+        window = getattr(config.get_text_config() if hasattr(config, "get_text_config") else config,
+                         "sliding_window", None)
+        if isinstance(window, int):
+            if window > 2048:
+                return False
+            ids = (ids * (window // len(ids) + 2))[: window + PAD_MULTIPLE // 2]
+        decoder = self._model.get_decoder()
+        batch = torch.tensor([ids], device=self._input_device())
+        try:
+            with torch.inference_mode():
+                own = decoder(input_ids=batch).last_hidden_state
+                with windowed(self._model):
+                    got = decoder(input_ids=batch).last_hidden_state
+        except (AttributeError, TypeError, ValueError, NotImplementedError) as err:
+            log.info("%s: windowed attention unavailable (%s)", self.spec.label, err)
+            return False
+        if torch.allclose(got, own, rtol=1e-4, atol=1e-4):
+            return True
+        log.warning("%s: windowed attention disagrees with the model's own; not used", self.spec.label)
+        return False
 
     def _window(self, n_ids: int) -> tuple[int, int]:
         window = self.context_window or max(n_ids, 2)
