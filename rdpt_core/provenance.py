@@ -10,6 +10,10 @@ Test time, four classes, evaluated in this order (the paper's cascade)::
 with Δ_SD = p_S − p_D, Δ_TD = p_T − p_D, Δ_TS = p_T − p_S. Before training (no D), three
 classes: Common if |Δ_TS| ≤ β, Teacher if Δ_TS > β, Student if −Δ_TS > β.
 
+Several teachers (docs/method.md §18): ``p_T`` is the best teacher's ``p``, and a Teacher or
+Boosted action is attributed to that teacher when it beats every other by more than γ, else to
+"Several teachers".
+
 Comparisons carry a tolerance of ``EPS`` = 1e-12 so that a difference that equals a threshold
 in decimal (0.3 − 0.2 vs 0.1) lands on the side the formula's "≤" or ">" says, not on the side
 float rounding picks. An action with a missing probability is ``Unscored``.
@@ -39,6 +43,9 @@ CLASS_COLORS: dict[str, str] = {
 }
 DEFAULT_ALPHA = 0.1
 DEFAULT_BETA = 0.1
+DEFAULT_GAMMA = 0.1
+SEVERAL = "Several teachers"
+TEACHER_PREFIX = "p_teacher_"  # p_teacher_<name>: one column per named teacher
 
 
 def _check_threshold(name: str, value: float) -> None:
@@ -101,3 +108,41 @@ def classify_table(
     # assign, not copy(): pandas' copy-on-write shares the unchanged columns (a deep copy of a
     # 400k-action table was most of a slider step) and still never changes ``actions``
     return actions.assign(**classes)
+
+
+def teacher_names(table: pd.DataFrame) -> list[str]:
+    """Named teachers of a multi-teacher table, in column order (``p_teacher_<name>``); empty
+    for a single-teacher table."""
+    return [c[len(TEACHER_PREFIX):] for c in table.columns if c.startswith(TEACHER_PREFIX)]
+
+
+def best_teacher(p_by_teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ``[teachers x actions]`` probabilities: the best teacher's ``p`` (NaN when no teacher
+    scored the action), its index (the first of tied teachers; -1 when none scored) and its
+    margin over the runner-up (NaN when any teacher could not score the action: who else
+    would have claimed it is unknown)."""
+    p = np.asarray(p_by_teacher, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] < 2:
+        raise ValueError(f"best_teacher needs [teachers x actions] with at least 2 teachers, got shape {p.shape}")
+    filled = np.where(np.isnan(p), -np.inf, p)
+    index = np.argmax(filled, axis=0)
+    top = np.take_along_axis(filled, index[None], axis=0)[0]
+    none = np.isneginf(top)
+    ordered = np.sort(filled, axis=0)
+    with np.errstate(invalid="ignore"):  # -inf - -inf where no teacher scored: NaN, set below anyway
+        margin = ordered[-1] - ordered[-2]
+    margin[np.isnan(p).any(axis=0)] = np.nan
+    return np.where(none, np.nan, top), np.where(none, -1, index), margin
+
+
+def attribute_teachers(cls: np.ndarray, best: np.ndarray, margin: np.ndarray, names: list[str],
+                       gamma: float = DEFAULT_GAMMA) -> np.ndarray:
+    """Which teacher a Teacher or Boosted action came from: ``names[best]`` when its margin
+    over every other teacher exceeds γ, else :data:`SEVERAL` (ties and unknown margins
+    included); ``None`` for actions of the other classes."""
+    _check_threshold("gamma", gamma)
+    cls, best, margin = np.asarray(cls, dtype=object), np.asarray(best), np.asarray(margin, dtype=np.float64)
+    claimed = np.isin(cls, [TEACHER, BOOSTED])
+    alone = claimed & (margin > gamma + EPS)  # NaN compares False: never alone
+    labels = np.array([*names, SEVERAL, None], dtype=object)
+    return labels[np.select([alone, claimed], [best, len(names)], default=len(names) + 1)]

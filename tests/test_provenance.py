@@ -70,3 +70,50 @@ def test_classify_table_adds_both_columns_and_keeps_the_input():
     assert "cls" not in no_d.columns and no_d["cls3"].tolist() == ["Teacher", "Common"]
     with pytest.raises(ValueError, match="p_student"):
         classify_table(table.drop(columns="p_student"))
+
+
+# ---- several teachers (docs/method.md §18), by hand -------------------------------------------
+from rdpt_core.provenance import SEVERAL, attribute_teachers, best_teacher  # noqa: E402
+
+NAN = float("nan")
+
+
+def test_best_teacher_its_index_and_margin_by_hand():
+    p = np.array([[0.9, 0.5, 0.4, NAN, NAN, 0.2],   # teacher A
+                  [0.6, 0.5, 0.7, 0.8, NAN, 0.2],   # teacher B
+                  [0.1, 0.2, 0.3, 0.1, NAN, 0.2]])  # teacher C
+    top, index, margin = best_teacher(p)
+    assert np.allclose(top, [0.9, 0.5, 0.7, 0.8, NAN, 0.2], equal_nan=True)
+    # a tie (actions 1, 5) goes to the first tied teacher with margin 0; nobody scored action 4
+    assert index.tolist() == [0, 0, 1, 1, -1, 0]
+    # action 3: A could not score it, so B's margin over "every other teacher" is unknown
+    assert np.allclose(margin, [0.3, 0.0, 0.3, NAN, NAN, 0.0], equal_nan=True)
+
+
+def test_best_teacher_needs_two_teachers():
+    with pytest.raises(ValueError, match="at least 2 teachers"):
+        best_teacher(np.array([[0.5, 0.2]]))
+
+
+def test_attribution_by_hand():
+    names = ["narrative", "steps"]
+    cls = np.array(["Teacher", "Boosted", "Teacher", "Teacher", "Student", "Shared", "Teacher"], dtype=object)
+    best = np.array([1, 0, 0, 1, 1, 0, 0])
+    margin = np.array([0.25, 0.5, 0.1, NAN, 0.9, 0.9, 0.0])
+    got = attribute_teachers(cls, best, margin, names, gamma=0.1)
+    # margin exactly γ (0.1) is not "more than γ"; an unknown margin and a tie are several;
+    # Student and Shared actions are attributed to no teacher
+    assert got.tolist() == ["steps", "narrative", SEVERAL, SEVERAL, None, None, SEVERAL]
+    assert attribute_teachers(cls, best, margin, names, gamma=0.0).tolist()[:3] == ["steps", "narrative", "narrative"]
+    assert attribute_teachers(cls, best, margin, names, gamma=1.0).tolist()[:2] == [SEVERAL, SEVERAL]
+    with pytest.raises(ValueError, match="gamma must be within"):
+        attribute_teachers(cls, best, margin, names, gamma=-0.1)
+
+
+def test_the_best_teacher_classes_are_the_single_teacher_cascade_on_its_p():
+    p = np.array([[0.9, 0.1, 0.30], [0.2, 0.15, 0.35]])
+    p_s, p_d = np.array([0.1, 0.6, 0.3]), np.array([0.8, 0.6, 0.3])
+    top, _, _ = best_teacher(p)
+    # by hand: action 0 T*=A (0.9 - 0.1 > β) Teacher; action 1 T*=B (p_S - 0.15 > β) Student;
+    # action 2 T*=B 0.35, all within α: Shared
+    assert classify4(top, p_s, p_d, 0.1, 0.1).tolist() == ["Teacher", "Student", "Shared"]
