@@ -30,7 +30,7 @@ from .cache import TokenCache
 from .models import ModelSpec
 from .records import Record
 from .scoring import (
-    GROUP_CHARS, ROLES, ProgressFactory, RolePlan, ScoredCorpus, ScoringReport, build_backends, check_job,
+    GROUP_CHARS, ProgressFactory, RolePlan, ScoredCorpus, ScoringReport, build_backends, check_job, job_roles,
     no_progress, plan_role, score_corpus,
 )
 
@@ -156,7 +156,7 @@ def score_corpus_ray(
     fresh: dict[str, int] = {}
     loads: dict[str, int] = {}
     try:
-        for role in (r for r in ROLES if r in specs):
+        for role in job_roles(specs):
             plan = plan_role(backends[role], records, cache, group_chars)
             fresh[role] = sum(len(group) for group in plan.groups)
             loads[role] = min(settings.actors, len(plan.groups))

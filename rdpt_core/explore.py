@@ -16,7 +16,7 @@ import pandas as pd
 
 from .provenance import CLASSES_3, CLASSES_4, EPS, UNSCORED
 from .records import Record
-from .scoring import ROLES, ScoredCorpus, assign_tokens
+from .scoring import ScoredCorpus, assign_tokens, job_roles
 from .segment import segment
 
 TOKENIZER_WARNING = (
@@ -270,7 +270,7 @@ def action_tokens(
 ) -> pd.DataFrame:
     """The tokens the scoring rule assigns to one action, one row per (role, token).
 
-    Roles in ``scoring.ROLES`` order (those that scored the record), tokens in sequence order.
+    Roles in job order (``scoring.job_roles``; those that scored the record), tokens in sequence order.
     Columns: ``role``, ``token_index`` (position among the record's response tokens for that
     role), ``start``/``end`` (character offsets into the *response*, clipped to it), ``text``
     (``response[start:end]``), ``logprob`` (nats; NaN when unscored), ``p`` = exp(logprob),
@@ -285,7 +285,7 @@ def action_tokens(
         raise IndexError(f"record {record_id!r} has {len(actions)} actions, no action {action_index}")
     bounds = np.array([a.start for a in actions] + [actions[-1].end], dtype=np.int64)  # as action_scores
     frames = []
-    for role in (r for r in ROLES if record_id in corpus.tokens.get(r, {})):
+    for role in (r for r in job_roles(corpus.tokens) if record_id in corpus.tokens[r]):
         scores = corpus.tokens[role][record_id]
         owner = assign_tokens(scores.offsets, bounds, scores.straddle)
         idx = np.flatnonzero(owner == action_index)
@@ -310,10 +310,10 @@ def action_tokens(
 
 
 def tokenizers_differ(corpus: ScoredCorpus, record_id: str) -> dict[tuple[str, str], bool]:
-    """For every pair of roles that scored the record (in ``ROLES`` order), whether they cut the
+    """For every pair of roles that scored the record (in job order), whether they cut the
     response into different tokens (their character offsets differ). When any pair differs,
     the app can show :data:`TOKENIZER_WARNING`."""
-    roles = [r for r in ROLES if record_id in corpus.tokens.get(r, {})]
+    roles = [r for r in job_roles(corpus.tokens) if record_id in corpus.tokens[r]]
     offsets = {r: corpus.tokens[r][record_id].offsets for r in roles}
     return {
         (a, b): not np.array_equal(offsets[a], offsets[b])

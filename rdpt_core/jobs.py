@@ -17,7 +17,7 @@ from .backends.base import TokenScores
 from .cache import TokenCache
 from .models import ModelSpec
 from .records import Record
-from .scoring import ROLES, ScoredCorpus, ScoringCancelled, ScoringReport, score_corpus
+from .scoring import ScoredCorpus, ScoringCancelled, ScoringReport, job_roles, score_corpus
 
 
 @dataclass
@@ -64,7 +64,7 @@ class ScoringJob:
         self.specs = dict(specs)
         self.cache = cache
         self.backends = backends
-        roles = tuple(r for r in ROLES if r in self.specs)
+        roles = tuple(job_roles(self.specs))
         self.progress = JobProgress(roles=roles, records_total=len(self.records) * len(roles))
         self.result: tuple[ScoredCorpus, ScoringReport] | None = None
         self._cancel = threading.Event()

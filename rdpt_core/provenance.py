@@ -93,10 +93,15 @@ def class_column(table: pd.DataFrame) -> str:
 
 
 def classify_table(
-    actions: pd.DataFrame, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA
+    actions: pd.DataFrame, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
+    gamma: float = DEFAULT_GAMMA,
 ) -> pd.DataFrame:
     """Copy of ``actions`` with ``cls3`` (needs p_teacher, p_student) and, when the table has
-    ``p_distilled``, ``cls`` (4 classes)."""
+    ``p_distilled``, ``cls`` (4 classes). With several named teachers, also ``teacher_of``:
+    the teacher a Teacher or Boosted action is attributed to at margin ``gamma`` (§18)."""
+    names = teacher_names(actions)
+    if len(names) >= 2 and "teacher_margin" not in actions.columns:
+        actions = add_best_teacher(actions)
     missing = {"p_teacher", "p_student"} - set(actions.columns)
     if missing:
         raise ValueError(f"action table lacks {sorted(missing)}: score it with a teacher and a student")
@@ -105,6 +110,11 @@ def classify_table(
         codes = _codes4(actions["p_teacher"], actions["p_student"], actions["p_distilled"], alpha, beta)
         classes["cls"] = pd.array(_NAMES4, dtype="str").take(codes)
     classes["cls3"] = pd.array(_NAMES3, dtype="str").take(_codes3(actions["p_teacher"], actions["p_student"], beta))
+    if len(names) >= 2:
+        shown = np.asarray(classes.get("cls", classes["cls3"]), dtype=object)
+        index = pd.Series(pd.Categorical(actions["best_teacher"], categories=names).codes)
+        classes["teacher_of"] = pd.array(attribute_teachers(shown, index.to_numpy(), actions["teacher_margin"].to_numpy(),
+                                                            names, gamma), dtype="str")
     # assign, not copy(): pandas' copy-on-write shares the unchanged columns (a deep copy of a
     # 400k-action table was most of a slider step) and still never changes ``actions``
     return actions.assign(**classes)
@@ -146,3 +156,16 @@ def attribute_teachers(cls: np.ndarray, best: np.ndarray, margin: np.ndarray, na
     alone = claimed & (margin > gamma + EPS)  # NaN compares False: never alone
     labels = np.array([*names, SEVERAL, None], dtype=object)
     return labels[np.select([alone, claimed], [best, len(names)], default=len(names) + 1)]
+
+
+def add_best_teacher(table: pd.DataFrame) -> pd.DataFrame:
+    """For a table with several ``p_teacher_<name>`` columns: add ``p_teacher`` (the best
+    teacher's p, which every class and statistic then uses), ``best_teacher`` (its name, NA
+    when no teacher scored the action) and ``teacher_margin``. Any other table is returned as
+    it is (a single-teacher table keeps its columns exactly)."""
+    names = teacher_names(table)
+    if len(names) < 2:
+        return table
+    top, index, margin = best_teacher(table[[TEACHER_PREFIX + n for n in names]].to_numpy(dtype=np.float64).T)
+    best = pd.array([*names, None], dtype="str").take(np.where(index < 0, len(names), index))
+    return table.assign(p_teacher=top, best_teacher=best, teacher_margin=margin)

@@ -12,7 +12,8 @@ action without a scored token gets NaN.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,10 +24,40 @@ from .backends import ScoringBackend, TokenScores, create_backend
 from .batching import plan_groups
 from .cache import TokenCache, cache_key
 from .models import ModelSpec
+from .provenance import TEACHER_PREFIX, add_best_teacher
 from .records import Record
 from .segment import Action, marker_set, segment
 
 ROLES = ("teacher", "student", "distilled")
+# Several named teachers (docs/method.md §18) take roles "teacher_<name>" instead of "teacher".
+NAMED_TEACHER = "teacher_"
+_TEACHER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+assert TEACHER_PREFIX == f"p_{NAMED_TEACHER}"  # p_<role> is the role's probability column
+
+
+def teacher_role(name: str) -> str:
+    """The role of the teacher called ``name`` in a several-teacher job."""
+    if not _TEACHER_NAME.fullmatch(name):
+        raise ValueError(f"teacher name {name!r}: use 1-32 letters, digits, '_' or '-', starting with a letter "
+                         "or digit")
+    return NAMED_TEACHER + name
+
+
+def job_roles(roles: Iterable[str]) -> list[str]:
+    """``roles`` in scoring and column order: named teachers as given, then teacher, student,
+    distilled. Refuses unknown roles, a single named teacher, and named teachers mixed with an
+    unnamed one."""
+    roles = list(roles)
+    named = [r for r in roles if r.startswith(NAMED_TEACHER)]
+    for role in named:
+        teacher_role(role[len(NAMED_TEACHER):])
+    unknown = sorted(set(roles) - set(ROLES) - set(named))
+    if unknown:
+        raise ValueError(f"unknown role(s) {unknown}; roles are {', '.join(ROLES)} or teacher_<name>")
+    if len(named) == 1 or (named and "teacher" in roles):
+        raise ValueError("name teachers only when there are two or more, and then name every teacher "
+                         f"(got {', '.join(named + [r for r in roles if r == 'teacher'])})")
+    return named + [r for r in ROLES if r in roles]
 BASE_COLUMNS = [
     "record_id", "question_id", "action_index", "start", "end", "text", "kind", "correct",
     "source", "n_chars",
@@ -291,9 +322,7 @@ class ScoredCorpus:
 
 def check_job(records: Sequence[Record], specs: Mapping[str, ModelSpec]) -> None:
     """Known roles and unique record ids, before any work starts."""
-    unknown = set(specs) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    job_roles(specs)
     ids = [r.record_id for r in records]
     if len(set(ids)) != len(ids):
         raise ValueError("record_id values must be unique within one job")
@@ -325,7 +354,7 @@ def score_corpus(
     special = [t for b in backends.values() for t in b.facts().special_tokens]
     tokens: dict[str, dict[str, TokenScores]] = {}
     report = ScoringReport({}, {}, {})
-    for role in (r for r in ROLES if r in specs):
+    for role in job_roles(specs):
         backend = backends[role]
         loads_before = backend.load_count
         # A role sharing this model later finds its scores in the cache: no second load.
@@ -374,7 +403,7 @@ def action_table(
             "source": record.source,
             "n_chars": np.array([a.end - a.start for a in acts], dtype=np.int64),
         }
-        for role in (r for r in ROLES if r in per_role):  # fixed column order
+        for role in job_roles(per_role):  # fixed column order
             s = per_role[role][record.record_id]
             frame.update(dict(zip(role_columns(role), (s.n_tokens, s.sum_logp, s.p, s.truncated, s.straddle))))
         cum_role = "distilled" if "distilled" in per_role else "student" if "student" in per_role else None
@@ -386,4 +415,4 @@ def action_table(
         return pd.DataFrame(columns=cols)
     table = pd.concat(frames, ignore_index=True)
     table["correct"] = table["correct"].astype("boolean")
-    return table
+    return add_best_teacher(table)

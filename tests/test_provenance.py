@@ -117,3 +117,35 @@ def test_the_best_teacher_classes_are_the_single_teacher_cascade_on_its_p():
     # by hand: action 0 T*=A (0.9 - 0.1 > β) Teacher; action 1 T*=B (p_S - 0.15 > β) Student;
     # action 2 T*=B 0.35, all within α: Shared
     assert classify4(top, p_s, p_d, 0.1, 0.1).tolist() == ["Teacher", "Student", "Shared"]
+
+
+def test_a_several_teacher_table_is_classified_on_its_best_teacher_and_attributed():
+    from rdpt_core.provenance import add_best_teacher
+
+    table = pd.DataFrame({
+        "p_teacher_narrative": [0.9, 0.5, 0.6, NAN, 0.2],
+        "p_teacher_steps":     [0.3, 0.9, 0.6, 0.9, 0.1],
+        "p_student":           [0.1, 0.1, 0.1, 0.1, 0.8],
+        "p_distilled":         [0.9, 0.8, 0.7, 0.9, 0.8],
+    })
+    scored = add_best_teacher(table)
+    assert scored["p_teacher"].tolist() == [0.9, 0.9, 0.6, 0.9, 0.2]
+    assert scored["best_teacher"].tolist() == ["narrative", "steps", "narrative", "steps", "narrative"]
+    got = classify_table(scored, alpha=0.1, beta=0.1, gamma=0.2)
+    # by hand: 0 Teacher, margin 0.6 > γ → narrative; 1 Teacher, margin 0.4 → steps; 2 Teacher,
+    # tie → several; 3 Teacher, narrative could not score it → several; 4 Student → none
+    assert got["cls"].tolist() == ["Teacher", "Teacher", "Teacher", "Teacher", "Student"]
+    assert got["teacher_of"].tolist()[:4] == ["narrative", "steps", SEVERAL, SEVERAL]
+    assert pd.isna(got["teacher_of"].iloc[4])
+    # the per-teacher columns alone are enough: classify_table adds the best teacher itself
+    assert classify_table(table, 0.1, 0.1, 0.2)["teacher_of"].tolist()[:4] == got["teacher_of"].tolist()[:4]
+    # γ = 0.5: only action 0 (margin 0.6) keeps a single teacher
+    assert classify_table(scored, 0.1, 0.1, 0.5)["teacher_of"].tolist()[:2] == ["narrative", SEVERAL]
+
+
+def test_a_single_teacher_table_gets_no_several_teacher_columns():
+    from rdpt_core.provenance import add_best_teacher
+
+    table = pd.DataFrame({"p_teacher": [0.9, 0.2], "p_student": [0.1, 0.2], "p_distilled": [0.8, 0.2]})
+    assert add_best_teacher(table) is table
+    assert list(classify_table(table).columns) == ["p_teacher", "p_student", "p_distilled", "cls", "cls3"]

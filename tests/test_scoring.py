@@ -173,6 +173,53 @@ def test_job_rejects_duplicate_ids_and_unknown_roles(tmp_path):
         score_records(recs[:1], {"judge": b.spec}, backends={"judge": b})
 
 
+
+class ConstantBackend(CountingBackend):
+    """Every token at probability ``p``."""
+
+    def __init__(self, label, p):
+        super().__init__(label)
+        self.p = p
+
+    def score(self, context, response):
+        scores = super().score(context, response)
+        scores.logprobs[:] = math.log(self.p)
+        return scores
+
+
+def test_a_several_teacher_job_scores_each_named_teacher_and_adds_the_best(tmp_path):
+    from rdpt_core.cache import TokenCache
+    from rdpt_core.scoring import teacher_role
+
+    recs = [Record("a", "q", "P", "One. Two."), Record("b", "q", "P", "Three.")]
+    backends = {teacher_role("steps"): ConstantBackend("x", 0.3), teacher_role("narrative"): ConstantBackend("y", 0.6),
+                "student": ConstantBackend("s", 0.1)}
+    table, report = score_records(recs, {r: b.spec for r, b in backends.items()}, backends=backends,
+                                  cache=TokenCache(tmp_path))
+    assert report.fresh == {"teacher_steps": 2, "teacher_narrative": 2, "student": 2}
+    columns = list(table.columns)
+    # teachers in the job's order, then the student; the best teacher's columns at the end
+    assert columns.index("p_teacher_steps") < columns.index("p_teacher_narrative") < columns.index("p_student")
+    assert columns[-3:] == ["p_teacher", "best_teacher", "teacher_margin"]
+    assert np.allclose(table["p_teacher"], 0.6) and set(table["best_teacher"]) == {"narrative"}
+    assert np.allclose(table["teacher_margin"], 0.3)
+
+
+@pytest.mark.parametrize(("roles", "message"), [
+    (["teacher_a", "student"], "two or more"),
+    (["teacher_a", "teacher_b", "teacher"], "name every teacher"),
+    (["teacher_a b", "teacher_c"], "teacher name 'a b'"),
+    (["teacher_", "teacher_c"], "teacher name ''"),
+])
+def test_named_teachers_are_checked_before_any_work(roles, message):
+    from rdpt_core.scoring import job_roles
+
+    with pytest.raises(ValueError, match=message):
+        job_roles(roles)
+    assert job_roles(["distilled", "teacher_z", "student", "teacher_a"]) == ["teacher_z", "teacher_a", "student",
+                                                                          "distilled"]
+
+
 # ---- real packaged models against a plain transformers forward pass --------------------------
 from conftest import reference_spans, skythought_rows  # noqa: E402
 
