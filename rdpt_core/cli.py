@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .models import DEFAULT_RAW_TEMPLATE, DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, resolve_spec
-from .provenance import DEFAULT_ALPHA, DEFAULT_BETA
+from .provenance import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA
 from .records import RecordsError
 from .scoring import BASE_COLUMNS, GROUP_CHARS, role_columns
 from .segment import SEGMENTERS
@@ -111,7 +111,8 @@ def _tqdm_progress(desc: str, total: int):
 
 
 def _add_model_options(p: argparse.ArgumentParser, distilled: bool = True) -> None:
-    p.add_argument("--teacher", required=True, type=_non_empty, help="zoo name, hub id or local dir")
+    p.add_argument("--teacher", required=True, type=_non_empty, action="append",
+                   help="zoo name, hub id or local dir; several teachers: repeat as NAME=MODEL (docs/method.md §18)")
     p.add_argument("--student", required=True, type=_non_empty, help="zoo name, hub id or local dir")
     if distilled:
         p.add_argument("--distilled", type=_non_empty, help="zoo name, hub id or local dir (optional)")
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--scores", required=True, type=_table_in, help="action table (.parquet or .csv)")
     classify.add_argument("--alpha", type=_probability, default=DEFAULT_ALPHA)
     classify.add_argument("--beta", type=_probability, default=DEFAULT_BETA)
+    classify.add_argument("--gamma", type=_probability, default=DEFAULT_GAMMA,
+                          help="several teachers: margin for naming one (docs/method.md §18)")
     classify.add_argument("--out", required=True, type=_table_out, help="classified table (.parquet or .csv)")
 
     report = sub.add_parser("report", help="self-contained HTML report of a scored action table")
@@ -281,8 +284,29 @@ def _read_scores(path: Path, required: Sequence[str]):
     return check_action_table(read_table(path), path, required)
 
 
+def _teachers(values: Sequence[str]) -> dict[str, str]:
+    """``--teacher`` values as roles: one plain MODEL is the teacher; several are each
+    NAME=MODEL, one role ``teacher_<NAME>`` apiece."""
+    from .scoring import teacher_role
+
+    if len(values) == 1 and "=" not in values[0]:
+        return {"teacher": values[0]}
+    roles: dict[str, str] = {}
+    for value in values:
+        name, sep, model = value.partition("=")
+        if not sep or not model:
+            raise ValueError(f"--teacher {value!r}: with several teachers, give each as NAME=MODEL")
+        role = teacher_role(name)
+        if role in roles:
+            raise ValueError(f"--teacher: the name {name!r} is given twice")
+        roles[role] = model
+    return roles
+
+
 def _specs(args: argparse.Namespace, roles: Sequence[str]) -> dict:
-    given = {role: getattr(args, role, None) for role in roles}
+    given = {role: getattr(args, role, None) for role in roles if role != "teacher"}
+    if "teacher" in roles:
+        given = {**_teachers(args.teacher), **given}
     return {role: resolve_spec(name, **_spec_options(args)) for role, name in given.items() if name is not None}
 
 
@@ -309,7 +333,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from .provenance import class_column, classify_table
 
     _check_paths([args.scores], [args.out])
-    table = classify_table(_read_scores(args.scores, CLASSIFY_COLUMNS), args.alpha, args.beta)
+    table = classify_table(_read_scores(args.scores, CLASSIFY_COLUMNS), args.alpha, args.beta, args.gamma)
     _start_outputs([args.out])
     write_table(table, args.out)
     counts = table[class_column(table)].value_counts().to_dict()

@@ -432,3 +432,35 @@ def test_report_adds_the_sources_section_from_a_csv_or_parquet_responses_table(t
                              "--out", tmp_path / f"r-{ext}.html")
         assert code == 0, err
         assert "Distillation sources" in (tmp_path / f"r-{ext}.html").read_text()
+
+
+# ---- several teachers (docs/method.md §18) ------------------------------------------------------
+def test_several_named_teachers_score_and_classify_with_gamma(tmp_path, capsys, fake_models):
+    scores, classes = tmp_path / "s.parquet", tmp_path / "c.parquet"
+    args = ["score", "--input", write_records(tmp_path / "in.jsonl"), "--teacher", "steps=fake-t",
+            "--teacher", "narrative=fake-s", "--student", "fake-s", "--cache-dir", tmp_path / "cache", "--out", scores]
+    code, err = run_main(capsys, *args)
+    assert code == 0, err
+    table = pd.read_parquet(scores)
+    assert {"p_teacher_steps", "p_teacher_narrative", "p_teacher", "best_teacher", "teacher_margin"} <= set(table)
+    best = np.fmax(table["p_teacher_steps"], table["p_teacher_narrative"])  # independent of the code under test
+    assert np.allclose(table["p_teacher"], best, equal_nan=True)
+    code, err = run_main(capsys, "classify", "--scores", scores, "--gamma", "0.05", "--out", classes)
+    assert code == 0, err
+    got = pd.read_parquet(classes)
+    claimed = got["cls3"] == "Teacher"
+    assert got.loc[~claimed, "teacher_of"].isna().all()
+    assert set(got.loc[claimed, "teacher_of"]) <= {"steps", "narrative", "Several teachers"}
+
+
+@pytest.mark.parametrize(("teachers", "message"), [
+    (["steps=fake-t"], "two or more"),
+    (["steps=fake-t", "fake-s"], "give each as NAME=MODEL"),
+    (["a=fake-t", "a=fake-s"], "given twice"),
+    (["bad name=fake-t", "b=fake-s"], "teacher name 'bad name'"),
+])
+def test_bad_teacher_lists_are_errors_naming_the_value(tmp_path, capsys, fake_models, teachers, message):
+    args = ["score", "--input", write_records(tmp_path / "in.jsonl"), *[a for t in teachers for a in ("--teacher", t)],
+            "--student", "fake-s", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "s.parquet"]
+    code, err = run_main(capsys, *args)
+    assert code == 2 and message in err and not (tmp_path / "s.parquet").exists()
