@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .provenance import EPS, UNSCORED, classify_table
+from .provenance import EPS, TEACHER, UNSCORED, class_column, classify_table
 
 Z95 = 1.959963984540054
 
@@ -253,3 +253,40 @@ def proportions_by_beta(table: pd.DataFrame, alpha: float, betas: Sequence[float
         frames.append(long.assign(beta=float(beta)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["record_id", "cls", "proportion", "beta"])
+
+
+# ---- several teachers (docs/method.md §18) ------------------------------------------------------
+def teacher_origin(classified: pd.DataFrame) -> pd.Series:
+    """Per action, the teacher it is attributed to (``teacher_of``) or else its class: one
+    column in which each teacher's actions, "Several teachers" and the other classes are
+    apart. Needs a classified several-teacher table."""
+    if "teacher_of" not in classified.columns:
+        raise ValueError("no teacher_of column: classify a table scored with several named teachers")
+    return classified["teacher_of"].fillna(classified[class_column(classified)])
+
+
+def teacher_position_curves(classified: pd.DataFrame, min_n: int = 10) -> pd.DataFrame:
+    """:func:`position_curves` with each teacher's actions as a class of its own: per action
+    index and answer group, the share of responses whose j-th action is attributed to each
+    teacher (unit: responses, as for the classes)."""
+    return position_curves(classified.assign(origin=teacher_origin(classified)), "origin", min_n)
+
+
+def teacher_shares(classified: pd.DataFrame) -> pd.DataFrame:
+    """How the Teacher actions split among the teachers (and "Several teachers"): per label,
+    ``actions`` and ``share`` of all Teacher actions (pooled actions), ``responses`` holding
+    at least one, and ``mean_response_share``: the mean over responses with Teacher actions
+    of the label's share of that response's Teacher actions (unit: responses, so a long
+    response does not outweigh the others)."""
+    columns = ["teacher_of", "actions", "share", "responses", "mean_response_share"]
+    teacher = classified[(classified[class_column(classified)] == TEACHER) & classified["teacher_of"].notna()]
+    if teacher.empty:
+        return pd.DataFrame(columns=columns)
+    per_response = teacher.groupby(["record_id", "teacher_of"]).size().unstack(fill_value=0)
+    within = per_response.div(per_response.sum(axis=1), axis=0)
+    counts = per_response.sum(axis=0)
+    return pd.DataFrame({
+        "teacher_of": counts.index.astype(str), "actions": counts.to_numpy(np.int64),
+        "share": (counts / counts.sum()).to_numpy(), "responses": (per_response > 0).sum(axis=0).to_numpy(np.int64),
+        "mean_response_share": within.mean(axis=0).to_numpy(),
+    }, columns=columns)

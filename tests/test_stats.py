@@ -312,3 +312,46 @@ def test_a_share_on_a_bin_edge_falls_in_the_bin_it_opens():
     for bin_index in (3, 6, 7, 0, 9, 3):  # by hand: [0.3, 0.4) holds 0.3 and 0.35; 1.0 in the last
         expected[bin_index] += 1
     assert counts.round().astype(int).tolist() == expected
+
+
+# ---- several teachers, by hand ------------------------------------------------------------------
+def _several_teacher_table():
+    # r1: A, A, B (Teacher), one Student; r2: B, Several (Teacher); r3: Boosted by A, one Shared
+    return pd.DataFrame({
+        "record_id": ["r1"] * 4 + ["r2"] * 2 + ["r3"] * 2,
+        "action_index": [0, 1, 2, 3, 0, 1, 0, 1],
+        "correct": pd.array([True] * 4 + [False] * 2 + [True] * 2, dtype="boolean"),
+        "cls": ["Teacher", "Teacher", "Teacher", "Student", "Teacher", "Teacher", "Boosted", "Shared"],
+        "teacher_of": ["A", "A", "B", None, "B", "Several teachers", "A", None],
+    })
+
+
+def test_teacher_shares_by_hand():
+    from rdpt_core.stats import teacher_shares
+
+    got = teacher_shares(_several_teacher_table()).set_index("teacher_of")
+    # Teacher actions only (the Boosted one in r3 is not a Teacher action): A 2, B 2, Several 1
+    assert got["actions"].to_dict() == {"A": 2, "B": 2, "Several teachers": 1}
+    assert np.allclose(got["share"], [0.4, 0.4, 0.2])
+    assert got["responses"].to_dict() == {"A": 1, "B": 2, "Several teachers": 1}
+    # per response: r1 A 2/3, B 1/3; r2 B 1/2, Several 1/2 -> means over the two responses
+    assert np.allclose(got["mean_response_share"], [(2 / 3 + 0) / 2, (1 / 3 + 1 / 2) / 2, (0 + 1 / 2) / 2])
+
+
+def test_teacher_position_curves_by_hand():
+    from rdpt_core.stats import teacher_position_curves
+
+    curves = teacher_position_curves(_several_teacher_table(), min_n=1)
+    at = curves.set_index(["answer", "action_index", "cls"])["share"]
+    # position 0, correct responses r1 (A) and r3 (Boosted, attributed to A): A in 2 of 2
+    assert at[("correct", 0, "A")] == 1.0
+    # position 1: correct r1 (A) and r3 (Shared) -> A 1/2, Shared 1/2; incorrect r2 -> Several
+    assert at[("correct", 1, "A")] == 0.5 and at[("correct", 1, "Shared")] == 0.5
+    assert at[("incorrect", 1, "Several teachers")] == 1.0
+
+
+def test_teacher_statistics_need_a_several_teacher_table():
+    from rdpt_core.stats import teacher_position_curves
+
+    with pytest.raises(ValueError, match="several named teachers"):
+        teacher_position_curves(_several_teacher_table().drop(columns="teacher_of"))
