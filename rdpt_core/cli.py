@@ -26,7 +26,7 @@ from .provenance import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA
 from .records import RecordsError
 from .scoring import BASE_COLUMNS, GROUP_CHARS, role_columns
 from .segment import SEGMENTERS
-from .selection import STRATEGIES
+from .selection import ENSEMBLE_STRATEGIES, STRATEGIES
 from .store import (
     TABLE_SUFFIXES, atomic_path, check_action_table, check_response_table, read_table, write_table,
 )
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(select)
     _add_model_options(select, distilled=False)
     select.add_argument("--beta", type=_probability, default=DEFAULT_BETA)
-    select.add_argument("--strategy", choices=STRATEGIES, default="max_teacher_count")
+    select.add_argument("--strategy", choices=STRATEGIES + ENSEMBLE_STRATEGIES, default="max_teacher_count")
     select.add_argument("--seed", type=_non_negative_int, default=0, help="for --strategy random")
     select.add_argument("--segmenter", choices=SEGMENTERS, default="paper")
     select.add_argument("--out", required=True, type=_jsonl_out,

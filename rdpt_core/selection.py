@@ -11,6 +11,14 @@ token log-prob. Strategies keep one response per question:
 * ``random`` – uniformly, seeded;
 * ``grape`` – highest length-normalised student log-likelihood (Zhang et al., 2025).
 
+With several teachers (docs/method.md §18) ``p_teacher`` is the best teacher's, so
+``max_teacher_count`` picks the answer with the most actions from *any* teacher; and
+
+* ``teacher_quota`` – the same, but each writer (the ``source`` of the answer: which teacher
+  wrote it) gets at most an equal share of the questions, ⌈questions / writers⌉: questions are
+  served strongest first (their best answer's Teacher count, then question order), each takes
+  its best answer whose writer has quota left, or its best answer when none has.
+
 Ties go to the response that comes first in the input (stable order). A response with no
 scored action has an undefined share and mean log-prob (NaN): it loses to any defined value.
 
@@ -29,6 +37,7 @@ from .provenance import TEACHER, UNSCORED, classify3
 from .records import Origin, Record, export_row
 
 STRATEGIES = ("max_teacher_count", "longest", "max_teacher_proportion", "min_teacher_count", "random", "grape")
+ENSEMBLE_STRATEGIES = ("teacher_quota",)  # for answers written by several teachers
 _RULES = {  # strategy -> (feature column, pick the largest?)
     "max_teacher_count": ("n_teacher", True),
     "longest": ("n_tokens", True),
@@ -39,13 +48,14 @@ _RULES = {  # strategy -> (feature column, pick the largest?)
 
 
 def response_features(actions: pd.DataFrame, beta: float) -> pd.DataFrame:
-    """One row per response (input order): question_id, n_teacher, teacher_share, n_actions,
-    n_tokens (student), student_mean_logp."""
+    """One row per response (input order): question_id, source, n_teacher, teacher_share,
+    n_actions, n_tokens (student), student_mean_logp."""
     cls = classify3(actions["p_teacher"], actions["p_student"], beta)
     frame = actions.assign(is_teacher=cls == TEACHER, scored=cls != UNSCORED)
     grouped = frame.groupby("record_id", sort=False)
     out = pd.DataFrame({
         "question_id": grouped["question_id"].first(),
+        **({"source": grouped["source"].first()} if "source" in frame.columns else {}),
         "n_teacher": grouped["is_teacher"].sum().astype(np.int64),
         "n_scored": grouped["scored"].sum().astype(np.int64),
         "n_actions": grouped.size().astype(np.int64),
@@ -68,9 +78,11 @@ def has_candidates(actions: pd.DataFrame) -> bool:
 def select(features: pd.DataFrame, strategy: str, seed: int = 0) -> pd.DataFrame:
     """The chosen response per question (rows of ``features``, one per question, question order
     of first appearance)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy not in STRATEGIES + ENSEMBLE_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES + ENSEMBLE_STRATEGIES)}")
     ordered = features.reset_index(drop=True)
+    if strategy == "teacher_quota":
+        return _with_quotas(ordered)
     if strategy == "random":
         rng = np.random.default_rng(seed)
         picks = [rng.choice(idx.to_numpy()) for _, idx in ordered.groupby("question_id", sort=False).groups.items()]
@@ -82,6 +94,25 @@ def select(features: pd.DataFrame, strategy: str, seed: int = 0) -> pd.DataFrame
     order = ordered.assign(_key=key, _q=ordered.groupby("question_id", sort=False).ngroup())
     best = order.sort_values(["_q", "_key"], kind="stable").groupby("_q").head(1)
     return best.drop(columns=["_key", "_q"]).reset_index(drop=True)
+
+
+def _with_quotas(features: pd.DataFrame) -> pd.DataFrame:
+    """``teacher_quota`` (module docstring)."""
+    if "source" not in features.columns or features["source"].isna().any():
+        raise ValueError("teacher_quota needs every answer's source (the teacher that wrote it)")
+    ranked = features.assign(_q=features.groupby("question_id", sort=False).ngroup())
+    ranked = ranked.sort_values(["_q", "n_teacher"], ascending=[True, False], kind="stable")
+    candidates = {q: group for q, group in ranked.groupby("_q", sort=True)}
+    strongest_first = sorted(candidates, key=lambda q: (-candidates[q]["n_teacher"].iloc[0], q))
+    left = dict.fromkeys(features["source"].unique(), -(-len(candidates) // features["source"].nunique()))
+    chosen = {}
+    for q in strongest_first:
+        group = candidates[q]
+        open_rows = group[group["source"].map(left) > 0]
+        pick = (open_rows if len(open_rows) else group).index[0]
+        left[features.at[pick, "source"]] -= 1
+        chosen[q] = pick
+    return features.loc[[chosen[q] for q in sorted(chosen)]].reset_index(drop=True)
 
 
 def picks_by_strategy(features: pd.DataFrame, strategies=STRATEGIES, seed: int = 0) -> pd.DataFrame:

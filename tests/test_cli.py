@@ -464,3 +464,18 @@ def test_bad_teacher_lists_are_errors_naming_the_value(tmp_path, capsys, fake_mo
             "--student", "fake-s", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "s.parquet"]
     code, err = run_main(capsys, *args)
     assert code == 2 and message in err and not (tmp_path / "s.parquet").exists()
+
+
+def test_select_with_teacher_quotas_from_two_named_teachers(tmp_path, capsys, fake_models):
+    rows = [dict(r, source="A" if i % 2 == 0 else "B") for i, r in enumerate(RECORDS)]
+    out, features = tmp_path / "picked.jsonl", tmp_path / "features.parquet"
+    code, err = run_main(capsys, "select", "--input", write_records(tmp_path / "in.jsonl", rows),
+                         "--teacher", "a=fake-t", "--teacher", "b=fake-s", "--student", "fake-s",
+                         "--strategy", "teacher_quota", "--cache-dir", tmp_path / "cache", "--out", out,
+                         "--features", features)
+    assert code == 0, err
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    table = pd.read_parquet(features)
+    assert len(picked) == table["question_id"].nunique() == 2
+    # two questions, two writers: quota 1 each, so one answer from each
+    assert sorted(p["source"] for p in picked) == ["A", "B"]

@@ -231,3 +231,39 @@ def test_box_plot_points_are_each_strategys_quantiles(rows):
             values = picks.loc[picks["strategy"] == strategy, column].dropna().to_numpy(float)
             want = np.quantile(values, BOX_QUANTILES) if len(values) else np.full(len(BOX_QUANTILES), np.nan)
             np.testing.assert_allclose(mine[column].to_numpy(float), want, rtol=1e-12, atol=1e-12)
+
+
+# ---- several teachers: per-writer quotas, by hand -------------------------------------------------
+def test_teacher_quota_by_hand():
+    # 4 questions, 2 writers: quota ⌈4 / 2⌉ = 2 each. A's answers have the most Teacher actions
+    # everywhere; questions are served strongest first: q3 (9) → A, q1 (8) → A, then A is full:
+    # q2 takes B's answer (5), q4 takes B's (0) although A's has 6.
+    features = pd.DataFrame({
+        "record_id": ["1a", "1b", "2a", "2b", "3a", "3b", "4a", "4b"],
+        "question_id": ["q1", "q1", "q2", "q2", "q3", "q3", "q4", "q4"],
+        "source": ["A", "B"] * 4,
+        "n_teacher": [8, 1, 7, 5, 9, 2, 6, 0],
+    })
+    got = select(features, "teacher_quota")
+    assert got["record_id"].tolist() == ["1a", "2b", "3a", "4b"]  # question order
+    assert got["source"].value_counts().to_dict() == {"A": 2, "B": 2}
+    assert select(features, "max_teacher_count")["record_id"].tolist() == ["1a", "2a", "3a", "4a"]
+
+
+def test_teacher_quota_takes_the_best_answer_when_no_writer_has_quota_left():
+    # 3 questions, writers A and B (quota 2 each), but q3 has only A's answers and A is full
+    features = pd.DataFrame({
+        "record_id": ["1a", "2a", "3a", "3a2", "1b"],
+        "question_id": ["q1", "q2", "q3", "q3", "q1"],
+        "source": ["A", "A", "A", "A", "B"],
+        "n_teacher": [5, 9, 1, 3, 4],
+    })
+    # strongest first: q2 (9) → 2a, q1 (5) → 1a (A full now), q3 (3): no open writer → best, 3a2
+    assert select(features, "teacher_quota")["record_id"].tolist() == ["1a", "2a", "3a2"]
+
+
+def test_teacher_quota_needs_every_source():
+    features = pd.DataFrame({"record_id": ["x", "y"], "question_id": ["q", "q"], "source": ["A", None],
+                             "n_teacher": [1, 2]})
+    with pytest.raises(ValueError, match="every answer's source"):
+        select(features, "teacher_quota")
