@@ -322,6 +322,44 @@ def teacher_style(sentence: str) -> bool:
     return TEACHER_STYLE_RE.match(sentence) is not None
 
 
+# ---- a second teacher's style: the same solutions, told as a story (issue 15) ----------------
+
+NARRATIVE_STYLE_RE = re.compile(r"^\s*(?:First of all,|After that,|Following that,|To double-check,|"
+                                r"However, the question\b)")
+NARRATIVE_RULE = ("a sentence is narrative-style when it starts with 'First of all,', 'After that,', "
+                  "'Following that,', 'To double-check,' or 'However, the question' (none of which "
+                  "starts a steps-style sentence)")
+_SOLUTION_SENTENCE = re.compile(r"(?:^| )(?=Plan:|Start:|Step \d+ →|Check:|Now the question asks|The answer is)")
+
+
+def narrative_style(sentence: str) -> bool:
+    """Whether a sentence carries a narrative-style marker (:data:`NARRATIVE_RULE`)."""
+    return NARRATIVE_STYLE_RE.match(sentence) is not None
+
+
+def narrative(solution: str) -> str:
+    """A steps-style solution retold in the narrative style: the same facts, equations and
+    answer, every sentence but the last opening with a narrative marker."""
+    told = []
+    for k, sentence in enumerate(s for s in _SOLUTION_SENTENCE.split(solution) if s):
+        sentence = sentence.strip()
+        if sentence.startswith("Plan:"):
+            continue  # the narrative teacher does not announce a plan
+        if sentence.startswith("Start:"):
+            told.append("First of all, " + sentence.removeprefix("Start: "))
+        elif sentence.startswith("Step "):
+            opener = ("After that, ", "Following that, ")[k % 2]
+            told.append(opener + sentence.split(" → ", 1)[1])
+        elif sentence.startswith("Now the question asks"):
+            told.append("However, the question asks" + sentence.removeprefix("Now the question asks"))
+        elif sentence.startswith("Check:"):
+            check = re.sub(r", which matches step \d+\.$", ", which is what we had before.", sentence.removeprefix("Check: "))
+            told.append("To double-check, " + check.replace(", which matches the start.", ", which is where we began."))
+        else:
+            told.append(sentence)
+    return " ".join(told)
+
+
 Checker = Callable[[str, int], bool]
 
 

@@ -107,3 +107,19 @@ def test_equations_are_checked_one_by_one_in_every_notation():
 def test_every_solver_solution_has_only_true_equations():
     problems = M.make_problems("test", 40, seed=3, prefix="te")
     assert all(M.equations(p.solution) and all(M.equations(p.solution)) for p in problems)
+
+
+# ---- the narrative teacher's style (issue 15) -----------------------------------------------------
+def test_a_narrative_solution_keeps_the_facts_and_carries_only_narrative_markers():
+    for problem in M.make_problems("train", 30, seed=5, prefix="n"):
+        told = M.narrative(problem.solution)
+        sentences = [a.text.strip() for a in segment(told) if a.text.strip()]
+        # same equations, same answer; steps numbering gone
+        assert M.equations(told) == M.equations(problem.solution) and all(M.equations(told))
+        assert M.stated_answer(told) == problem.answer and "step" not in told.lower().replace("steps", "")
+        assert [M.narrative_style(s) for s in sentences] == [True] * (len(sentences) - 1) + [False]
+        assert not any(M.teacher_style(s) for s in sentences)
+    steps_sentences = [a.text.strip() for a in segment(problem.solution) if a.text.strip()]
+    assert not any(M.narrative_style(s) for s in steps_sentences)  # the two styles are disjoint
+    for plain in ("First, Tom has 12 apples.", "Then she gains 5.", "So 17 − 5 = 12.", "Next, 3 × 4 = 12."):
+        assert not M.narrative_style(plain)
