@@ -16,7 +16,7 @@ import pandas as pd
 
 from .provenance import CLASSES_3, CLASSES_4, EPS, UNSCORED
 from .records import Record
-from .scoring import ScoredCorpus, assign_tokens, job_roles
+from .scoring import ScoredCorpus, assign_tokens, role_order
 from .segment import segment
 
 TOKENIZER_WARNING = (
@@ -270,7 +270,7 @@ def action_tokens(
 ) -> pd.DataFrame:
     """The tokens the scoring rule assigns to one action, one row per (role, token).
 
-    Roles in job order (``scoring.job_roles``; those that scored the record), tokens in sequence order.
+    Roles in job order (``scoring.role_order``; those that scored the record), tokens in sequence order.
     Columns: ``role``, ``token_index`` (position among the record's response tokens for that
     role), ``start``/``end`` (character offsets into the *response*, clipped to it), ``text``
     (``response[start:end]``), ``logprob`` (nats; NaN when unscored), ``p`` = exp(logprob),
@@ -285,7 +285,7 @@ def action_tokens(
         raise IndexError(f"record {record_id!r} has {len(actions)} actions, no action {action_index}")
     bounds = np.array([a.start for a in actions] + [actions[-1].end], dtype=np.int64)  # as action_scores
     frames = []
-    for role in (r for r in job_roles(corpus.tokens) if record_id in corpus.tokens[r]):
+    for role in (r for r in role_order(corpus.tokens) if record_id in corpus.tokens[r]):
         scores = corpus.tokens[role][record_id]
         owner = assign_tokens(scores.offsets, bounds, scores.straddle)
         idx = np.flatnonzero(owner == action_index)
@@ -313,7 +313,7 @@ def tokenizers_differ(corpus: ScoredCorpus, record_id: str) -> dict[tuple[str, s
     """For every pair of roles that scored the record (in job order), whether they cut the
     response into different tokens (their character offsets differ). When any pair differs,
     the app can show :data:`TOKENIZER_WARNING`."""
-    roles = [r for r in job_roles(corpus.tokens) if record_id in corpus.tokens[r]]
+    roles = [r for r in role_order(corpus.tokens) if record_id in corpus.tokens[r]]
     offsets = {r: corpus.tokens[r][record_id].offsets for r in roles}
     return {
         (a, b): not np.array_equal(offsets[a], offsets[b])

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .provenance import CLASS_COLORS, CLASSES_3, CLASSES_4, UNSCORED
-from .scoring import job_roles
+from .scoring import role_order
 
 _CSS = """
 <style>
@@ -200,7 +200,7 @@ def scale_legend_html() -> str:
 def token_strip_html(tokens: pd.DataFrame, role_labels: Mapping[str, str] | None = None,
                      with_css: bool = True) -> str:
     """The rows of ``explore.action_tokens`` as heat strips: one line per role (in
-    job order (``scoring.job_roles``), labelled by ``role_labels`` or the role), one span per token.
+    job order (``scoring.role_order``), labelled by ``role_labels`` or the role), one span per token.
 
     Each token span has class ``rdpt-tok``, ``data-role``, ``data-index`` (token_index),
     ``data-logprob`` (``repr`` of the float, round-trips exactly; ``nan`` when unscored),
@@ -210,7 +210,7 @@ def token_strip_html(tokens: pd.DataFrame, role_labels: Mapping[str, str] | None
     """
     labels = dict(role_labels or {})
     present: list[str] = list(dict.fromkeys(tokens["role"])) if len(tokens) else []
-    order = job_roles(present)
+    order = role_order(present)
     lines = []
     for role in order:
         part = tokens[tokens["role"] == role].sort_values("token_index")

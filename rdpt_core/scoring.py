@@ -57,7 +57,15 @@ def job_roles(roles: Iterable[str]) -> list[str]:
     if len(named) == 1 or (named and "teacher" in roles):
         raise ValueError("name teachers only when there are two or more, and then name every teacher "
                          f"(got {', '.join(named + [r for r in roles if r == 'teacher'])})")
-    return named + [r for r in ROLES if r in roles]
+    return role_order(roles)
+
+
+def role_order(roles: Iterable[str]) -> list[str]:
+    """Named teachers as given, then teacher, student, distilled, then any other role as given
+    (no checks: for display)."""
+    roles = list(dict.fromkeys(roles))
+    named = [r for r in roles if r.startswith(NAMED_TEACHER)]
+    return named + [r for r in ROLES if r in roles] + [r for r in roles if r not in ROLES and r not in named]
 BASE_COLUMNS = [
     "record_id", "question_id", "action_index", "start", "end", "text", "kind", "correct",
     "source", "n_chars",
