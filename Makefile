@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: setup venv models lint test test-fast app clean-cache lab selection-experiment demo-scores teacher-scores sources-demo bench bench-app bench-scoring math500-subset
+.PHONY: setup venv models lint test test-fast app clean-cache lab ensemble-lab selection-experiment demo-scores teacher-scores sources-demo bench bench-app bench-scoring math500-subset
 
 setup: venv models
 
@@ -54,6 +54,10 @@ lab: setup
 # The paper's section-4 selection experiment on the lab's lineage (docs/lab.md), resumable.
 selection-experiment: setup
 	$(PY) -m rdpt_lab selection-experiment --config rdpt_lab/configs/steps_selection.toml
+
+# The two-teacher lineage (issue 15, rdpt_lab/ensemble.py): resumable, stage by stage.
+ensemble-lab: setup
+	$(PY) -m rdpt_lab ensemble
 
 # Re-score the committed test answers into the demo corpus (demo/steps/corpus, demo_scores.parquet).
 demo-scores: setup

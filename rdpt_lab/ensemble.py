@@ -1,0 +1,79 @@
+"""The two-teacher lineage (issue 15, docs/lab.md): a second teacher trained like the steps
+teacher, on the same SFT questions, but on the *narrative* retelling of each solution
+(rdpt_lab.multistep.narrative); later stages distil the student on a mix of both teachers'
+verified answers, so every distilled sentence has a known origin (steps marker: teacher A,
+narrative marker: teacher B, neither).
+
+Outputs under ``demo/ensemble/``; the steps lineage (``demo/steps/``) supplies the questions
+and teacher A. Each stage is skipped when its outputs exist, so an interrupted run resumes
+(training checkpoints every few steps). Built so far:
+
+1. narrative_teacher – SmolLM2-135M-Instruct + LoRA on the narrative solutions, with the steps
+   teacher's LoRA settings and seed.
+
+Not built yet: the narrative teacher's samples, the mixed distillation, the test answers, the
+scoring by both teachers and the attribution table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from rdpt_core.models import ModelSpec, resolve_spec
+
+from . import multistep as M
+from .lineage import BASE_TEACHER, StepsConfig, load_questions
+from .models import ROOT, STEPS_DIR
+from .stages import StageRunner
+from .train import hf_backend, train_lora
+
+ENSEMBLE_DIR = ROOT / "demo" / "ensemble"
+NARRATIVE_ADAPTER = "narrative_teacher_adapter"
+NARRATIVE_TEACHER = "smollm2-135m-narrative-teacher"
+
+
+def narrative_pairs(problems: list[M.Problem]) -> list[tuple[str, str]]:
+    """(prompt, narrative solution) per SFT problem: the narrative teacher's training set."""
+    return [(p.prompt, M.narrative(p.solution)) for p in problems]
+
+
+def narrative_teacher_spec(out: Path = ENSEMBLE_DIR) -> ModelSpec:
+    return resolve_spec(BASE_TEACHER, adapter=str(out / NARRATIVE_ADAPTER), name=NARRATIVE_TEACHER)
+
+
+class EnsembleLineage(StageRunner):
+    def __init__(self, config: StepsConfig, out: Path = ENSEMBLE_DIR, steps: Path = STEPS_DIR,
+                 log: Callable[[str], None] = print) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        super().__init__(out / "manifest.json", "ensemble", log)
+        self.config, self.out, self.steps = config, out, steps
+        self.manifest["config"] = config.to_dict()
+        self.manifest["rules"] = {"teacher_a_style": M.STYLE_RULE, "teacher_b_style": M.NARRATIVE_RULE}
+
+    def narrative_teacher(self) -> None:
+        def work() -> dict:
+            pairs = narrative_pairs(load_questions(self.steps)["sft"])
+            return train_lora(hf_backend(resolve_spec(BASE_TEACHER), "LoRA training"), pairs,
+                              self.config.teacher_lora, self.out / NARRATIVE_ADAPTER, log=self.log)
+
+        self.stage("narrative_teacher", self.out / NARRATIVE_ADAPTER / "adapter_config.json", work)
+
+
+STAGES = ("narrative_teacher",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rdpt_lab ensemble", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stages", nargs="*", metavar="STAGE", help=f"some of {', '.join(STAGES)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.stages) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    lineage = EnsembleLineage(StepsConfig())
+    for name in [s for s in STAGES if s in args.stages] or STAGES:
+        getattr(lineage, name)()
+        lineage.save()
+    return 0
