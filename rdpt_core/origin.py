@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .provenance import BOOSTED, TEACHER, UNSCORED, class_column, classify_table
+from .provenance import BOOSTED, SEVERAL, TEACHER, UNSCORED, class_column, classify_table
+from .stats import teacher_origin
 
 CONFUSION_COLUMNS = ["teacher_style", "other", "share_of_teacher_style", "share_of_other"]
 AGREEMENT_COLUMNS = ["beta", "n_teacher_style", "n_other", "teacher_recall", "teacher_or_boosted_recall",
@@ -124,3 +125,69 @@ def origin_by_response(table: pd.DataFrame, column: str, styled: np.ndarray) -> 
     out = out.rename(columns={"style": "n_teacher_style", "hit": "n_teacher_style_as_teacher"})
     out["teacher_recall"] = out["n_teacher_style_as_teacher"] / out["n_teacher_style"].replace(0, np.nan)
     return out.astype({"n_teacher_style": "int64", "n_teacher_style_as_teacher": "int64"})[BY_RESPONSE_COLUMNS]
+
+
+# ---- several teachers (docs/method.md §18) ------------------------------------------------------
+NEITHER = "neither"
+ATTRIBUTION_BY_GAMMA_COLUMNS = ["gamma", "teacher", "n_marked", "attributed_to_it", "attributed_to_several",
+                                "attributed_to_another", "not_teacher_class", "precision"]
+
+
+def known_teachers(texts: pd.Series, patterns: dict[str, str]) -> np.ndarray:
+    """Per action, the teacher whose style marker opens it (``patterns``: teacher name → regex,
+    as :func:`known_origin`), or :data:`NEITHER`. An action matching two teachers' patterns is
+    an error: the styles must be told apart for the truth to mean anything."""
+    if not patterns:
+        raise ValueError("no teacher-style patterns given")
+    hits = np.stack([known_origin(texts, pattern) for pattern in patterns.values()])
+    both = np.flatnonzero(hits.sum(axis=0) > 1)
+    if len(both):
+        raise ValueError(f"action {int(both[0])} ({str(texts.iloc[both[0]])[:60]!r}) matches the style of more than "
+                         "one teacher: make the patterns disjoint")
+    labels = np.array([*patterns, NEITHER], dtype=object)
+    return labels[np.where(hits.any(axis=0), hits.argmax(axis=0), len(patterns))]
+
+
+def attribution_confusion(classified: pd.DataFrame, known: np.ndarray) -> pd.DataFrame:
+    """Counts of each attribution (``teacher_of``: a teacher, "Several teachers"; else the
+    action's class) against the known origin (a teacher or :data:`NEITHER`), Unscored left
+    out; one row per attribution, one column per known origin, plus each column's shares
+    (``share_of_<origin>``)."""
+    known = _flags_like(classified, known)
+    label = teacher_origin(classified).to_numpy(dtype=object)
+    keep = label != UNSCORED
+    counts = pd.crosstab(pd.Series(label[keep], name="attribution"), pd.Series(known[keep], name="known"))
+    shares = counts.div(counts.sum(axis=0), axis=1).add_prefix("share_of_")
+    return pd.concat([counts, shares], axis=1)
+
+
+def _flags_like(table: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=object)
+    if len(values) != len(table):
+        raise ValueError(f"{len(values)} known origins for {len(table)} actions")
+    return values
+
+
+def attribution_by_gamma(table: pd.DataFrame, patterns: dict[str, str], alpha: float, beta: float,
+                         gammas: Sequence[float]) -> pd.DataFrame:
+    """Per γ and per teacher: of the scored actions marked with its style (``n_marked``), the
+    shares attributed to it, to several teachers, to another teacher, or not of class Teacher /
+    Boosted at all; and ``precision``, the share of the actions attributed to it that carry its
+    marker (NaN when none is attributed). Unit: actions."""
+    known = known_teachers(table["text"], patterns)
+    rows = []
+    for gamma in gammas:
+        classified = classify_table(table, alpha, beta, gamma)
+        scored = (classified[class_column(classified)] != UNSCORED).to_numpy()
+        attributed = np.array([a if isinstance(a, str) else "" for a in classified["teacher_of"]], dtype=object)
+        for name in patterns:
+            marked = scored & (known == name)
+            to, n = attributed[marked], int(marked.sum())
+            claimed = attributed == name
+            rows.append({"gamma": gamma, "teacher": name, "n_marked": n,
+                         "attributed_to_it": _ratio(int((to == name).sum()), n),
+                         "attributed_to_several": _ratio(int((to == SEVERAL).sum()), n),
+                         "attributed_to_another": _ratio(int(((to != name) & (to != SEVERAL) & (to != "")).sum()), n),
+                         "not_teacher_class": _ratio(int((to == "").sum()), n),
+                         "precision": _ratio(int((claimed & (known == name)).sum()), int(claimed.sum()))})
+    return pd.DataFrame(rows, columns=ATTRIBUTION_BY_GAMMA_COLUMNS)

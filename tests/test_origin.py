@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from rdpt_core import origin
+from rdpt_core.provenance import classify_table
 
 NAN = float("nan")
 PATTERN = r"Plan:|Step \d+ of \d+:|Check:"
@@ -143,3 +144,58 @@ def test_by_response_with_categorical_ids_keeps_only_responses_with_scored_actio
     t["record_id"] = t["record_id"].astype(pd.CategoricalDtype(["r0", "r1", "r2", "r3", "r4"]))
     out = origin.origin_by_response(t, "cls", np.array(STYLED))
     assert out["record_id"].astype(str).tolist() == ["r1", "r2", "r3"]
+
+
+# ---- several teachers, by hand ------------------------------------------------------------------
+PATTERNS = {"steps": r"Step \d+ →", "narrative": r"After that,"}
+
+
+def _two_teacher_table():
+    # p per action: steps teacher, narrative teacher, student, distilled
+    rows = [
+        (" Step 1 → 2 + 2 = 4.", 0.9, 0.2, 0.1, 0.9),    # marked steps; Teacher, margin 0.7 → steps
+        (" Step 2 → 4 × 2 = 8.", 0.6, 0.5, 0.1, 0.6),    # marked steps; Teacher, margin 0.1 → γ decides
+        (" After that, 8 − 1 = 7.", 0.3, 0.8, 0.1, 0.8),  # marked narrative; Teacher → narrative
+        (" After that, 7 + 1 = 8.", 0.2, 0.2, 0.9, 0.9),  # marked narrative; Student
+        (" So it is 8.", 0.7, 0.7, 0.1, 0.7),            # neither; Teacher, tie → several
+        (" The answer is 8.", 0.5, 0.5, 0.5, 0.5),       # neither; Shared
+    ]
+    texts, p_a, p_b, p_s, p_d = zip(*rows)
+    return pd.DataFrame({"record_id": "r", "action_index": range(len(rows)), "text": texts,
+                         "p_teacher_steps": p_a, "p_teacher_narrative": p_b, "p_student": p_s, "p_distilled": p_d})
+
+
+def test_known_teachers_by_marker_and_overlapping_styles_are_refused():
+    from rdpt_core.origin import NEITHER, known_teachers
+
+    table = _two_teacher_table()
+    assert known_teachers(table["text"], PATTERNS).tolist() == ["steps", "steps", "narrative", "narrative",
+                                                                NEITHER, NEITHER]
+    with pytest.raises(ValueError, match="action 0 .* more than one teacher"):
+        known_teachers(table["text"], {"a": r"Step", "b": r"Step 1"})
+
+
+def test_attribution_confusion_by_hand():
+    from rdpt_core.origin import attribution_confusion, known_teachers
+
+    table = _two_teacher_table()
+    classified = classify_table(table, 0.1, 0.1, gamma=0.05)
+    got = attribution_confusion(classified, known_teachers(table["text"], PATTERNS))
+    # γ = 0.05: action 1's margin 0.1 names steps
+    assert got.loc["steps", "steps"] == 2 and got.loc["narrative", "narrative"] == 1
+    assert got.loc["Student", "narrative"] == 1 and got.loc["Several teachers", "neither"] == 1
+    assert got.loc["Shared", "neither"] == 1
+    assert got["share_of_narrative"].to_dict()["narrative"] == 0.5
+
+
+def test_attribution_by_gamma_by_hand():
+    from rdpt_core.origin import attribution_by_gamma
+
+    got = attribution_by_gamma(_two_teacher_table(), PATTERNS, 0.1, 0.1, [0.05, 0.2]).set_index(["gamma", "teacher"])
+    # steps: 2 marked; γ 0.05 both attributed to steps; γ 0.2 action 1 (margin 0.1) becomes several
+    assert got.loc[(0.05, "steps"), "attributed_to_it"] == 1.0
+    assert got.loc[(0.2, "steps"), "attributed_to_it"] == 0.5 and got.loc[(0.2, "steps"), "attributed_to_several"] == 0.5
+    # narrative: 2 marked, one attributed to it, one Student (not a teacher class) at either γ
+    assert got.loc[(0.2, "narrative"), "attributed_to_it"] == 0.5 and got.loc[(0.2, "narrative"), "not_teacher_class"] == 0.5
+    # precision: everything attributed to steps / narrative carries its marker
+    assert got["precision"].tolist() == [1.0, 1.0, 1.0, 1.0]
