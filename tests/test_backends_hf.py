@@ -359,3 +359,12 @@ def test_a_cached_cli_run_imports_no_torch_and_loads_no_model(tmp_path):
     for role in ("teacher", "student", "distilled"):
         assert f"{role}: 0 scored, 6 from cache, model loaded 0x" in runs[1].stderr
     assert pd.read_parquet(tmp_path / "t.parquet")["record_id"].nunique() == 6
+
+
+def test_a_bf16_model_keeps_the_lean_head_and_its_own_attention(tiny):
+    # windowed attention is checked to 1e-4 at load, which bf16 cannot meet (docs/engine.md)
+    from rdpt_core.models import resolve_spec
+
+    backend = create_backend(resolve_spec(str(tiny), dtype="bfloat16"))
+    backend.load()
+    assert backend.dtype == "bfloat16" and (backend._rows_fn, backend._windowed) == (backend._lean_rows, False)
