@@ -42,9 +42,10 @@ from .base import Generated, ProfileStore, SamplingSettings, ScoringBackend, Tok
 log = logging.getLogger(__name__)
 
 # (rows, vocabulary entries) per block of the head's product: a 4 MiB fp32 block stays in a CPU's
-# cache (measured, docs/benchmarks.md); a GPU wants fewer, larger launches.
+# cache (measured: docs/engine.md, "Token log-probs"); a GPU wants fewer, larger launches.
 HEAD_BLOCK = {"cpu": (1024, 1024), "cuda": (8192, 16384)}
-# Padded tokens per forward batch by default; `make bench-scoring` measures the choice (docs/benchmarks.md).
+# Padded tokens per forward batch by default: the CPU value reaches 0.81–0.99 of the fp32 GEMM bound
+# on short answers (`make bench-scoring`, docs/benchmarks.md; not swept); the GPU value is a guess.
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
 # Every window runs right-padded to a multiple of this many tokens, alone or in a batch, so a
 # row meets tensors of one shape either way and batching changes no number (docs/method.md §16).
