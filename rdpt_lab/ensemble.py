@@ -9,10 +9,14 @@ and teacher A. Each stage is skipped when its outputs exist, so an interrupted r
 (training checkpoints every few steps). Built so far:
 
 1. narrative_teacher – SmolLM2-135M-Instruct + LoRA on the narrative solutions, with the steps
-   teacher's LoRA settings and seed.
+   teacher's LoRA settings and seed;
+2. narrative_samples – it samples k answers per distillation and held-out question, as the steps
+   teacher did (same sampling settings and seeds), each checked by the strict rule;
+3. mixed_distill – Gemma-3-270M + LoRA (the steps lineage's student settings) on, per
+   distillation question, the first verified answer of each teacher.
 
-Not built yet: the narrative teacher's samples, the mixed distillation, the test answers, the
-scoring by both teachers and the attribution table.
+Not built yet: the mixed model's test answers, scoring by both teachers, S and D, and the
+attribution table.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from pathlib import Path
 from rdpt_core.models import ModelSpec, resolve_spec
 
 from . import multistep as M
-from .lineage import BASE_TEACHER, StepsConfig, load_questions
+from rdpt_core.records import Record, load_records, write_records_jsonl
+
+from .lineage import (
+    BASE_TEACHER, STUDENT, TEACHER_SAMPLES, StepsConfig, accuracy, distillation_pairs, load_questions, sample,
+)
 from .models import ROOT, STEPS_DIR
 from .stages import StageRunner
 from .train import hf_backend, train_lora
@@ -32,11 +40,19 @@ from .train import hf_backend, train_lora
 ENSEMBLE_DIR = ROOT / "demo" / "ensemble"
 NARRATIVE_ADAPTER = "narrative_teacher_adapter"
 NARRATIVE_TEACHER = "smollm2-135m-narrative-teacher"
+NARRATIVE_SAMPLES = "narrative_samples.jsonl"
+MIXED_ADAPTER = "mixed_distilled_adapter"
 
 
 def narrative_pairs(problems: list[M.Problem]) -> list[tuple[str, str]]:
     """(prompt, narrative solution) per SFT problem: the narrative teacher's training set."""
     return [(p.prompt, M.narrative(p.solution)) for p in problems]
+
+
+def mixed_pairs(steps_records: list[Record], narrative_records: list[Record]) -> list[tuple[str, str]]:
+    """The mixed distillation set: per distillation question, the first verified answer of the
+    steps teacher, then the first of the narrative teacher (each teacher's file order)."""
+    return distillation_pairs(steps_records, 1) + distillation_pairs(narrative_records, 1)
 
 
 def narrative_teacher_spec(out: Path = ENSEMBLE_DIR) -> ModelSpec:
@@ -60,8 +76,29 @@ class EnsembleLineage(StageRunner):
 
         self.stage("narrative_teacher", self.out / NARRATIVE_ADAPTER / "adapter_config.json", work)
 
+    def narrative_samples(self) -> None:
+        def work() -> dict:
+            sets, c = load_questions(self.steps), self.config
+            records = sample(narrative_teacher_spec(self.out), sets["train"] + sets["heldout"],
+                             c.sampling(c.teacher_samples, 10), "narrative", "s", self.log,
+                             self.out / f"{NARRATIVE_SAMPLES}.partial")
+            write_records_jsonl(records, self.out / NARRATIVE_SAMPLES)
+            return {name: accuracy([r for r in records if r.question_id.startswith(prefix)])
+                    for name, prefix in (("distillation", "tr"), ("heldout", "ho"))}
 
-STAGES = ("narrative_teacher",)
+        self.stage("narrative_samples", self.out / NARRATIVE_SAMPLES, work)
+
+    def mixed_distill(self) -> None:
+        def work() -> dict:
+            pairs = mixed_pairs(load_records(self.steps / TEACHER_SAMPLES).records,
+                                load_records(self.out / NARRATIVE_SAMPLES).records)
+            return train_lora(hf_backend(resolve_spec(STUDENT), "LoRA training"), pairs, self.config.student_lora,
+                              self.out / MIXED_ADAPTER, log=self.log)
+
+        self.stage("mixed_distill", self.out / MIXED_ADAPTER / "adapter_config.json", work)
+
+
+STAGES = ("narrative_teacher", "narrative_samples", "mixed_distill")
 
 
 def main(argv: list[str] | None = None) -> int:

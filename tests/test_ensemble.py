@@ -13,3 +13,18 @@ def test_the_narrative_teacher_trains_on_the_same_questions_told_as_stories():
         sentences = [a.text.strip() for a in segment(told) if a.text.strip()]
         assert M.stated_answer(told) == problem.answer
         assert any(M.narrative_style(s) for s in sentences) and not any(M.teacher_style(s) for s in sentences)
+
+
+def test_the_mixed_set_takes_one_verified_answer_of_each_teacher_per_distillation_question():
+    from rdpt_core.records import Record
+    from rdpt_lab.ensemble import mixed_pairs
+
+    def rec(source, q, k, correct):
+        return Record(f"{source}:{q}:s{k}", q, f"prompt {q}", f"{source} answer {k}", correct, source)
+
+    steps = [rec("teacher", "tr1", 0, False), rec("teacher", "tr1", 1, True), rec("teacher", "tr1", 2, True),
+             rec("teacher", "ho1", 0, True), rec("teacher", "tr2", 0, True)]
+    narrative = [rec("narrative", "tr1", 0, True), rec("narrative", "tr2", 0, False), rec("narrative", "tr2", 1, False)]
+    # steps: first verified of tr1 (s1) and tr2 (s0), never the held-out ho1; narrative: tr1 only
+    assert mixed_pairs(steps, narrative) == [("prompt tr1", "teacher answer 1"), ("prompt tr2", "teacher answer 0"),
+                                             ("prompt tr1", "narrative answer 0")]
