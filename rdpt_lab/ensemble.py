@@ -13,10 +13,14 @@ and teacher A. Each stage is skipped when its outputs exist, so an interrupted r
 2. narrative_samples – it samples k answers per distillation and held-out question, as the steps
    teacher did (same sampling settings and seeds), each checked by the strict rule;
 3. mixed_distill – Gemma-3-270M + LoRA (the steps lineage's student settings) on, per
-   distillation question, the first verified answer of each teacher.
+   distillation question, the first verified answer of each teacher;
+4. trajectories – the mixed model answers every test question (sampled and greedy);
+5. score – its answers scored by both teachers (roles teacher_steps, teacher_narrative), the
+   student and itself: the two-teacher corpus;
+6. attribution – the attribution confusion table against the known origin at α = β = γ = 0.1,
+   and attribution by γ (docs/method.md §18).
 
-Not built yet: the mixed model's test answers, scoring by both teachers, S and D, and the
-attribution table.
+Stages 2–6 are written, not yet run.
 """
 
 from __future__ import annotations
@@ -25,14 +29,22 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
+from rdpt_core import origin
+from rdpt_core.cache import TokenCache
 from rdpt_core.models import ModelSpec, resolve_spec
+from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, classify_table
+from rdpt_core.records import Record, load_records, write_records_jsonl
+from rdpt_core.scoring import score_corpus, teacher_role
+from rdpt_core.store import save_corpus
 
 from . import multistep as M
-from rdpt_core.records import Record, load_records, write_records_jsonl
-
 from .lineage import (
     BASE_TEACHER, STUDENT, TEACHER_SAMPLES, StepsConfig, accuracy, distillation_pairs, load_questions, sample,
+    teacher_spec,
 )
+from .stages import write_json
 from .models import ROOT, STEPS_DIR
 from .stages import StageRunner
 from .train import hf_backend, train_lora
@@ -42,6 +54,10 @@ NARRATIVE_ADAPTER = "narrative_teacher_adapter"
 NARRATIVE_TEACHER = "smollm2-135m-narrative-teacher"
 NARRATIVE_SAMPLES = "narrative_samples.jsonl"
 MIXED_ADAPTER = "mixed_distilled_adapter"
+MIXED_DISTILLED = "gemma3-270m-mixed-distilled"
+TRAJECTORIES, CORPUS, SCORES, ATTRIBUTION = "test_trajectories.jsonl", "corpus", "scores.parquet", "attribution.json"
+STYLES = {"steps": M.TEACHER_STYLE_RE.pattern, "narrative": M.NARRATIVE_STYLE_RE.pattern}
+GAMMAS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 
 
 def narrative_pairs(problems: list[M.Problem]) -> list[tuple[str, str]]:
@@ -57,6 +73,27 @@ def mixed_pairs(steps_records: list[Record], narrative_records: list[Record]) ->
 
 def narrative_teacher_spec(out: Path = ENSEMBLE_DIR) -> ModelSpec:
     return resolve_spec(BASE_TEACHER, adapter=str(out / NARRATIVE_ADAPTER), name=NARRATIVE_TEACHER)
+
+
+def mixed_spec(out: Path = ENSEMBLE_DIR) -> ModelSpec:
+    return resolve_spec(STUDENT, adapter=str(out / MIXED_ADAPTER), name=MIXED_DISTILLED)
+
+
+def ensemble_specs(out: Path = ENSEMBLE_DIR, steps: Path = STEPS_DIR) -> dict[str, ModelSpec]:
+    """The two-teacher job: both teachers by name, the student, the mixed distilled model."""
+    return {teacher_role("steps"): teacher_spec(steps), teacher_role("narrative"): narrative_teacher_spec(out),
+            "student": resolve_spec(STUDENT), "distilled": mixed_spec(out)}
+
+
+def attribution_summary(actions: pd.DataFrame, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
+                        gamma: float = DEFAULT_GAMMA) -> dict:
+    """The attribution confusion table at (α, β, γ) and attribution by γ, against the styles."""
+    known = origin.known_teachers(actions["text"], STYLES)
+    confusion = origin.attribution_confusion(classify_table(actions, alpha, beta, gamma), known)
+    by_gamma = origin.attribution_by_gamma(actions, STYLES, alpha, beta, GAMMAS)
+    return {"alpha": alpha, "beta": beta, "gamma": gamma, "styles": STYLES,
+            "confusion": confusion.reset_index(names="attribution").round(4).to_dict(orient="records"),
+            "by_gamma": by_gamma.round(4).to_dict(orient="records")}
 
 
 class EnsembleLineage(StageRunner):
@@ -97,8 +134,36 @@ class EnsembleLineage(StageRunner):
 
         self.stage("mixed_distill", self.out / MIXED_ADAPTER / "adapter_config.json", work)
 
+    def trajectories(self) -> None:
+        def work() -> dict:
+            test, c = load_questions(self.steps)["test"], self.config
+            records = sample(mixed_spec(self.out), test, c.sampling(c.test_samples, 100), "distilled", "s", self.log,
+                             self.out / "distilled-sampled.partial")
+            records += sample(mixed_spec(self.out), test, c.sampling(1, 200, greedy=True), "distilled", "greedy",
+                              self.log, self.out / "distilled-greedy.partial")
+            write_records_jsonl(records, self.out / TRAJECTORIES)
+            return {kind: accuracy([r for r in records if (r.meta["sample"] == "greedy") == (kind == "greedy")])
+                    for kind in ("greedy", "sampled")}
 
-STAGES = ("narrative_teacher", "narrative_samples", "mixed_distill")
+        self.stage("trajectories", self.out / TRAJECTORIES, work)
+
+    def score(self) -> None:
+        def work() -> dict:
+            records = load_records(self.out / TRAJECTORIES).records
+            corpus, _ = score_corpus(records, ensemble_specs(self.out, self.steps), cache=TokenCache(self.out / ".cache"))
+            save_corpus(corpus, self.out / CORPUS)
+            table = corpus.actions("paper")
+            table.to_parquet(self.out / SCORES, index=False)
+            return {"responses": len(records), "actions": len(table)}
+
+        self.stage("score", self.out / SCORES, work)
+
+    def attribution(self) -> None:
+        self.stage("attribution", self.out / ATTRIBUTION,
+                   lambda: write_json(self.out / ATTRIBUTION, attribution_summary(pd.read_parquet(self.out / SCORES))))
+
+
+STAGES = ("narrative_teacher", "narrative_samples", "mixed_distill", "trajectories", "score", "attribution")
 
 
 def main(argv: list[str] | None = None) -> int:

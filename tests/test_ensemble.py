@@ -28,3 +28,20 @@ def test_the_mixed_set_takes_one_verified_answer_of_each_teacher_per_distillatio
     # steps: first verified of tr1 (s1) and tr2 (s0), never the held-out ho1; narrative: tr1 only
     assert mixed_pairs(steps, narrative) == [("prompt tr1", "teacher answer 1"), ("prompt tr2", "teacher answer 0"),
                                              ("prompt tr1", "narrative answer 0")]
+
+
+def test_the_attribution_summary_reads_the_two_styles():
+    import pandas as pd
+
+    from rdpt_lab.ensemble import GAMMAS, attribution_summary
+
+    table = pd.DataFrame({  # one action of each known origin, each clearly from its teacher
+        "record_id": "r", "action_index": [0, 1, 2],
+        "text": [" Step 1 → 2 + 2 = 4.", " After that, 4 × 2 = 8.", " The answer is 8."],
+        "p_teacher_steps": [0.9, 0.2, 0.5], "p_teacher_narrative": [0.1, 0.9, 0.5],
+        "p_student": [0.05, 0.05, 0.5], "p_distilled": [0.9, 0.9, 0.5]})
+    got = attribution_summary(table)
+    confusion = {row["attribution"]: row for row in got["confusion"]}
+    assert confusion["steps"]["steps"] == 1 and confusion["narrative"]["narrative"] == 1
+    assert confusion["Shared"]["neither"] == 1
+    assert len(got["by_gamma"]) == 2 * len(GAMMAS)
