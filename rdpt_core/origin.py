@@ -50,11 +50,16 @@ def _ratio(k: int, n: int) -> float:
     return k / n if n else float("nan")
 
 
+def _per_action(table: pd.DataFrame, values: np.ndarray, dtype: type, what: str) -> np.ndarray:
+    """``values`` as an array of ``dtype``, one per action of ``table`` (else a ValueError)."""
+    out: np.ndarray = np.asarray(values, dtype=dtype)
+    if len(out) != len(table):
+        raise ValueError(f"{len(out)} {what} for {len(table)} actions")
+    return out
+
+
 def _flags(table: pd.DataFrame, styled: np.ndarray) -> np.ndarray:
-    flags = np.asarray(styled, dtype=bool)
-    if len(flags) != len(table):
-        raise ValueError(f"{len(flags)} teacher-style flags for {len(table)} actions")
-    return flags
+    return _per_action(table, styled, bool, "teacher-style flags")
 
 
 def _is(table: pd.DataFrame, column: str, cls: str) -> np.ndarray:
@@ -153,19 +158,12 @@ def attribution_confusion(classified: pd.DataFrame, known: np.ndarray) -> pd.Dat
     action's class) against the known origin (a teacher or :data:`NEITHER`), Unscored left
     out; one row per attribution, one column per known origin, plus each column's shares
     (``share_of_<origin>``)."""
-    known = _flags_like(classified, known)
+    known = _per_action(classified, known, object, "known origins")
     label = teacher_origin(classified).to_numpy(dtype=object)
     keep = label != UNSCORED
     counts = pd.crosstab(pd.Series(label[keep], name="attribution"), pd.Series(known[keep], name="known"))
     shares = counts.div(counts.sum(axis=0), axis=1).add_prefix("share_of_")
     return pd.concat([counts, shares], axis=1)
-
-
-def _flags_like(table: pd.DataFrame, values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=object)
-    if len(values) != len(table):
-        raise ValueError(f"{len(values)} known origins for {len(table)} actions")
-    return values
 
 
 def attribution_by_gamma(table: pd.DataFrame, patterns: dict[str, str], alpha: float, beta: float,
