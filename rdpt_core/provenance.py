@@ -45,7 +45,8 @@ DEFAULT_ALPHA = 0.1
 DEFAULT_BETA = 0.1
 DEFAULT_GAMMA = 0.1
 SEVERAL = "Several teachers"
-TEACHER_PREFIX = "p_teacher_"  # p_teacher_<name>: one column per named teacher
+NAMED_TEACHER = "teacher_"  # a named teacher's role: teacher_<name> (rdpt_core.scoring.teacher_role)
+TEACHER_PREFIX = f"p_{NAMED_TEACHER}"  # its probability column, p_teacher_<name>
 
 
 def _check_threshold(name: str, value: float) -> None:

@@ -24,15 +24,13 @@ from .backends import ScoringBackend, TokenScores, create_backend
 from .batching import plan_groups
 from .cache import TokenCache, cache_key
 from .models import ModelSpec
-from .provenance import TEACHER_PREFIX, add_best_teacher
+from .provenance import NAMED_TEACHER, add_best_teacher
 from .records import Record
 from .segment import Action, marker_set, segment
 
 ROLES = ("teacher", "student", "distilled")
 # Several named teachers (docs/method.md §18) take roles "teacher_<name>" instead of "teacher".
-NAMED_TEACHER = "teacher_"
 _TEACHER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
-assert TEACHER_PREFIX == f"p_{NAMED_TEACHER}"  # p_<role> is the role's probability column
 
 
 def teacher_role(name: str) -> str:
