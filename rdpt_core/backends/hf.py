@@ -423,9 +423,9 @@ class HFBackend(ScoringBackend):
         hidden = self._model.get_decoder()(**inputs).last_hidden_state
         picked = hidden.reshape(-1, hidden.shape[-1])[rows]
         head = self._model.get_output_embeddings()
-        weight, bias = head.weight, head.bias
         if not isinstance(head, torch.nn.Linear):
             raise TypeError(f"output embeddings are {type(head).__name__}, not a Linear layer")
+        weight, bias = head.weight, head.bias
 
         def block(lo: int, hi: int, v_lo: int, v_hi: int) -> Any:
             return torch.nn.functional.linear(picked[lo:hi], weight[v_lo:v_hi], None if bias is None else bias[v_lo:v_hi])
@@ -442,7 +442,7 @@ class HFBackend(ScoringBackend):
         """``logit[target] - logsumexp(logits)`` per row, exact (a full log-softmax's numbers),
         in blocks of rows x vocabulary entries (:data:`HEAD_BLOCK`) with a running logsumexp:
         a block stays in cache, where a whole ``[rows x 262,144]`` product streams through
-        memory at a fraction of the GEMM rate (docs/benchmarks.md). Both terms are taken
+        memory at a fraction of the GEMM rate (docs/engine.md). Both terms are taken
         relative to the row's running largest logit, so neither is a large fp32 number (logits
         reach ±30, where one fp32 step is 2e-6): the result keeps the logits' own precision."""
         import torch
