@@ -42,7 +42,7 @@ from rdpt_core.store import save_corpus
 from . import multistep as M
 from .lineage import (
     BASE_TEACHER, STUDENT, TEACHER_SAMPLES, StepsConfig, accuracy, distillation_pairs, load_questions, sample,
-    teacher_spec,
+    sample_teacher, teacher_spec,
 )
 from .stages import write_json
 from .models import ROOT, STEPS_DIR
@@ -114,16 +114,9 @@ class EnsembleLineage(StageRunner):
         self.stage("narrative_teacher", self.out / NARRATIVE_ADAPTER / "adapter_config.json", work)
 
     def narrative_samples(self) -> None:
-        def work() -> dict:
-            sets, c = load_questions(self.steps), self.config
-            records = sample(narrative_teacher_spec(self.out), sets["train"] + sets["heldout"],
-                             c.sampling(c.teacher_samples, 10), "narrative", "s", self.log,
-                             self.out / f"{NARRATIVE_SAMPLES}.partial")
-            write_records_jsonl(records, self.out / NARRATIVE_SAMPLES)
-            return {name: accuracy([r for r in records if r.question_id.startswith(prefix)])
-                    for name, prefix in (("distillation", "tr"), ("heldout", "ho"))}
-
-        self.stage("narrative_samples", self.out / NARRATIVE_SAMPLES, work)
+        self.stage("narrative_samples", self.out / NARRATIVE_SAMPLES,
+                   lambda: sample_teacher(narrative_teacher_spec(self.out), "narrative", load_questions(self.steps),
+                                          self.config, self.out / NARRATIVE_SAMPLES, self.log))
 
     def mixed_distill(self) -> None:
         def work() -> dict:

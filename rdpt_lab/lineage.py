@@ -163,6 +163,17 @@ def sample(spec: ModelSpec, problems: list[M.Problem], settings: SamplingSetting
     return records
 
 
+def sample_teacher(spec: ModelSpec, source: str, sets: dict[str, list[M.Problem]], config: StepsConfig,
+                   out_file: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """A teacher's ``config.teacher_samples`` answers to every distillation and held-out question
+    (resumable, see :func:`generate`), written to ``out_file``; its accuracy on each set."""
+    records = sample(spec, sets["train"] + sets["heldout"], config.sampling(config.teacher_samples, 10), source, "s",
+                     log, out_file.parent / f"{out_file.name}.partial")
+    write_records_jsonl(records, out_file)
+    return {name: accuracy([r for r in records if r.question_id.startswith(prefix)])
+            for name, prefix in (("distillation", "tr"), ("heldout", "ho"))}
+
+
 def distillation_pairs(records: list[Record], per_question: int) -> list[tuple[str, str]]:
     """(prompt, response) of the first ``per_question`` verified teacher answers to each
     distillation question (ids "tr…"), in file order."""
@@ -252,15 +263,9 @@ class Lineage(StageRunner):
         self.stage("teacher_test", self.out / TEACHER_TEST, work)
 
     def samples(self) -> None:
-        def work() -> dict:
-            sets, c = load_questions(self.out), self.config
-            records = sample(teacher_spec(self.out), sets["train"] + sets["heldout"],
-                             c.sampling(c.teacher_samples, 10), "teacher", "s", self.log, self._partial(TEACHER_SAMPLES))
-            write_records_jsonl(records, self.out / TEACHER_SAMPLES)
-            return {name: accuracy([r for r in records if r.question_id.startswith(prefix)])
-                    for name, prefix in (("distillation", "tr"), ("heldout", "ho"))}
-
-        self.stage("samples", self.out / TEACHER_SAMPLES, work)
+        self.stage("samples", self.out / TEACHER_SAMPLES,
+                   lambda: sample_teacher(teacher_spec(self.out), "teacher", load_questions(self.out), self.config,
+                                          self.out / TEACHER_SAMPLES, self.log))
 
     def distill(self) -> None:
         def work() -> dict:
