@@ -137,9 +137,9 @@ def best_teacher(p_by_teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
         raise ValueError(f"best_teacher needs [teachers x actions] with at least 2 teachers, got shape {p.shape}")
     filled = np.where(np.isnan(p), -np.inf, p)
     index = np.argmax(filled, axis=0)
-    top = np.take_along_axis(filled, index[None], axis=0)[0]
-    none = np.isneginf(top)
     ordered = np.sort(filled, axis=0)
+    top = ordered[-1]  # the best teacher's p: the largest of its column
+    none = np.isneginf(top)
     with np.errstate(invalid="ignore"):  # -inf - -inf where no teacher scored: NaN, set below anyway
         margin = ordered[-1] - ordered[-2]
     margin[np.isnan(p).any(axis=0)] = np.nan
