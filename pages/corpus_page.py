@@ -9,15 +9,19 @@ from rdpt_app.widgets import chart, download, frozen, scored_actions
 from rdpt_core import stats
 from rdpt_core.behaviours import behaviour_mix
 from rdpt_core.charts import behaviour_chart, counts_chart, mean_probability_chart, position_chart
-from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, class_column, classify_table
+from rdpt_core.provenance import (
+    DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, class_column, classify_table, teacher_colors, teacher_names,
+)
 from rdpt_core.report import build_report
 from rdpt_core.scoring import ScoredCorpus
 from rdpt_core.selection import has_candidates, response_features
 
 
-def classified(key: str, corpus: ScoredCorpus, segmenter: str, alpha: float, beta: float) -> pd.DataFrame:
-    """The corpus's action table with its classes at α and β (the cached table, classified anew)."""
-    return classify_table(actions_of(key, corpus, segmenter), alpha, beta)
+def classified(key: str, corpus: ScoredCorpus, segmenter: str, alpha: float, beta: float,
+               gamma: float = DEFAULT_GAMMA) -> pd.DataFrame:
+    """The corpus's action table with its classes at α and β, and each action's teacher at γ
+    when several teachers scored it (the cached table, classified anew)."""
+    return classify_table(actions_of(key, corpus, segmenter), alpha, beta, gamma)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -37,12 +41,12 @@ def fixed_views(key: str, _corpus: ScoredCorpus, segmenter: str, min_n: int, tok
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def corpus_views(key: str, _corpus: ScoredCorpus, segmenter: str, alpha: float, beta: float, min_n: int,
-                 token_step: int) -> dict:
-    """Every table and chart the page draws, for one corpus (``key``), segmenter, α, β, min-n and
-    token step. Small objects only: cached, a step back to an (α, β) already shown costs a lookup."""
+def corpus_views(key: str, _corpus: ScoredCorpus, segmenter: str, alpha: float, beta: float, gamma: float,
+                 min_n: int, token_step: int) -> dict:
+    """Every table and chart the page draws, for one corpus (``key``), segmenter, α, β, γ, min-n
+    and token step. Small objects only: cached, a step back to an (α, β) already shown costs a lookup."""
     fixed = fixed_views(key, _corpus, segmenter, min_n, token_step)
-    table = classified(key, _corpus, segmenter, alpha, beta)
+    table = classified(key, _corpus, segmenter, alpha, beta, gamma)
     column = class_column(table)
     curves = stats.position_curves(table, column, min_n)
     mix = behaviour_mix(table, column, behaviour_tags(key, _corpus, segmenter))
@@ -50,8 +54,21 @@ def corpus_views(key: str, _corpus: ScoredCorpus, segmenter: str, alpha: float, 
         **fixed, "curves": curves, "correct_vs_incorrect": stats.correct_vs_incorrect(table, column), "mix": mix,
         "curves_chart": None if curves.empty else frozen(position_chart(curves, fixed["marks"],
                                                                         x_domain=fixed["x_domain"], min_n=min_n)),
-        "mix_chart": frozen(behaviour_chart(mix)),
+        "mix_chart": frozen(behaviour_chart(mix)), **teacher_views(table, fixed, min_n),
     }
+
+
+def teacher_views(table: pd.DataFrame, fixed: dict, min_n: int) -> dict:
+    """Several teachers: per-position shares of the actions attributed to each teacher, and how
+    the Teacher actions split among them (nothing for a single-teacher corpus)."""
+    if "teacher_of" not in table.columns:
+        return {}
+    curves = stats.teacher_position_curves(table, min_n)
+    colors = teacher_colors(teacher_names(table))
+    shown = curves[curves["cls"].isin(list(colors))]
+    return {"teacher_shares": stats.teacher_shares(table), "teacher_curves": shown,
+            "teacher_chart": None if shown.empty else frozen(position_chart(
+                shown, fixed["marks"], x_domain=fixed["x_domain"], min_n=min_n, colors=colors))}
 
 
 st.title("Corpus")
@@ -66,7 +83,7 @@ min_n = int(c1.number_input("Flag positions with fewer responses than", 1, 10_00
 step = int(c2.number_input("Token marks every", 500, 64_000, 4000, step=500, key="corpus_step"))
 
 now = settings()
-views = corpus_views(key, corpus, now.segmenter, now.alpha, now.beta, min_n, step)
+views = corpus_views(key, corpus, now.segmenter, now.alpha, now.beta, now.gamma, min_n, step)
 report_settings = {**{f"model ({role})": label for role, label in ss.corpus.models.items()},
                    "segmenter": now.segmenter, "dataset": ss.dataset_name}
 report_title = f"RDPT report · {ss.dataset_name}"
@@ -74,7 +91,7 @@ report_title = f"RDPT report · {ss.dataset_name}"
 
 def report() -> str:
     # like the CLI: a selection section when there are several T+S-scored answers per question
-    table = classified(key, corpus, now.segmenter, now.alpha, now.beta)
+    table = classified(key, corpus, now.segmenter, now.alpha, now.beta, now.gamma)
     selection = response_features(table, now.beta) if has_candidates(table) else None
     return build_report(table, now.alpha, now.beta, report_settings, min_n=min_n, token_step=step,
                         title=report_title, selection=selection)
@@ -95,6 +112,19 @@ else:
     thin = stats.thin_positions_note(curves, min_n)
     if thin:
         st.caption(thin)
+
+if "teacher_shares" in views:
+    st.subheader(f"Which teacher, by position (γ = {now.gamma:.2f})")
+    st.caption("Share of responses whose j-th action is a Teacher or Boosted action attributed to each "
+               "teacher, or to several teachers (no teacher beats the others by more than γ); correct "
+               "solid, incorrect dashed. docs/method.md §18.")
+    if views["teacher_chart"] is not None:
+        chart(views["teacher_chart"], "teacher-curves")
+    st.dataframe(views["teacher_shares"], hide_index=True,
+                 column_config={"share": st.column_config.NumberColumn(format="percent"),
+                                "mean_response_share": st.column_config.NumberColumn(format="percent")})
+    st.caption("How the Teacher actions split: share = of all Teacher actions (pooled); mean_response_share "
+               "= the mean over responses of the teacher's share of that response's Teacher actions.")
 
 st.subheader("Mean probability by position")
 if not means.empty:

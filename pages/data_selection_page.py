@@ -7,14 +7,15 @@ from rdpt_app.loaders import SELECTION_RESULTS, actions_of, corpus_key, selectio
 from rdpt_app.state import settings
 from rdpt_app.widgets import chart, download, frozen
 from rdpt_core.charts import agreement_chart, selection_chart
+from rdpt_core.provenance import NAMED_TEACHER
 from rdpt_core.records import jsonl_lines
 from rdpt_core.render import escape_markdown
 from rdpt_core.report import build_report
 from rdpt_core.scoring import ScoredCorpus
 from rdpt_lab.experiment import conclusion, read_results, results_frame
 from rdpt_core.selection import (
-    STRATEGIES, agreement, box_plot_points, export_rows, has_candidates, kept_per_question, picks_by_strategy,
-    response_features, strategy_summary,
+    agreement, box_plot_points, export_rows, has_candidates, kept_per_question, picks_by_strategy,
+    response_features, strategies_for, strategy_summary,
 )
 
 
@@ -31,7 +32,8 @@ def strategy_views(key: str, _corpus: ScoredCorpus, segmenter: str, beta: float,
     """Every strategy's picks (each view below reads them) and the small tables and charts drawn
     from them. The box plots are drawn from five rows per strategy, not one per pick (the same
     plots: :func:`box_plot_points`)."""
-    stacked = picks_by_strategy(candidate_features(key, _corpus, segmenter, beta)["features"], seed=seed)
+    features = candidate_features(key, _corpus, segmenter, beta)["features"]
+    stacked = picks_by_strategy(features, strategies_for(features), seed=seed)
     return {"stacked": stacked, "selection_chart": frozen(selection_chart(box_plot_points(stacked))),
             "summary": strategy_summary(stacked), "kept": kept_per_question(stacked),
             "agreement_chart": frozen(agreement_chart(agreement(stacked)))}
@@ -48,6 +50,7 @@ STRATEGY_HELP = {
     "min_teacher_count": "fewest Teacher actions (control)",
     "random": "one at random (seeded)",
     "grape": "highest length-normalised student log-likelihood (GRAPE)",
+    "teacher_quota": "most Teacher actions, each writer (source) at most an equal share of the questions",
 }
 
 data = st.radio("Candidate responses", [LAB, WORKING], horizontal=True, key="sel_data")
@@ -55,7 +58,9 @@ if data == LAB:
     corpus, origins = teacher_corpus(), teacher_origins()
 else:
     corpus, origins = ss.get("corpus"), ss.get("origins", {})
-    if corpus is None or not {"teacher", "student"} <= set(corpus.tokens):
+    roles = set(corpus.tokens) if corpus is not None else set()
+    several = sum(role.startswith(NAMED_TEACHER) for role in roles) >= 2
+    if not ("teacher" in roles or several) or "student" not in roles:
         st.info("The working dataset needs responses scored by the teacher and the student: load several "
                 "teacher responses per question (grouped by question_id) and score them on the "
                 "Trajectories page.")
@@ -70,7 +75,7 @@ if not candidates["candidates"]:
                "needs several responses per question (the same question_id).")
 
 c1, c2 = st.columns([3, 1])
-strategy = c1.selectbox("Strategy", STRATEGIES, key="sel_strategy",
+strategy = c1.selectbox("Strategy", strategies_for(features), key="sel_strategy",
                         format_func=lambda s: f"{s} — {STRATEGY_HELP[s]}")
 seed = int(c2.number_input("Seed (random)", 0, 2**31 - 1, 0, key="sel_seed"))
 views = strategy_views(key, corpus, now.segmenter, now.beta, seed)
@@ -84,7 +89,10 @@ m[2].metric("Mean Teacher actions, picked", f"{picked.n_teacher.mean():.2f}",
 m[3].metric("Mean length, picked (tokens)", f"{picked.n_tokens.mean():.0f}",
             f"{picked.n_tokens.mean() - features.n_tokens.mean():+.0f} vs all")
 st.caption(f"Teacher = an action with p_T − p_S > β (3-class rule) at β = {now.beta:.2f}, {now.segmenter} "
-           "segmenter. Ties go to the response that comes first in the input.")
+           "segmenter; with several teachers p_T is the best teacher's. Ties go to the response that comes "
+           "first in the input."
+           + (" teacher_quota: the answers have several writers (their source)." if "teacher_quota" in
+              strategies_for(features) else ""))
 
 picks_tab, compare_tab, agree_tab, all_tab = st.tabs(["Picks", "Strategies compared", "Agreement", "All responses"])
 with picks_tab:

@@ -10,7 +10,7 @@ from rdpt_core.charts import response_chart
 from rdpt_core.explore import (
     TOKENIZER_WARNING, action_tokens, filter_records, neighbours, record_summary, tokenizers_differ, with_margins,
 )
-from rdpt_core.provenance import CLASSES_3, CLASSES_4, UNSCORED, class_column
+from rdpt_core.provenance import CLASSES_3, CLASSES_4, TEACHER_PREFIX, UNSCORED, class_column
 from rdpt_core.render import escape_markdown, highlighted_block, token_strip_html
 
 st.title("Response explorer")
@@ -138,19 +138,24 @@ if differ:
 actions = table[table.record_id == rid].sort_values("action_index")
 if column == "cls3":
     st.caption("No distilled model in this corpus: showing the 3 pre-training classes (Common / Teacher / Student).")
-st.html(highlighted_block(actions, column))
+several = "teacher_of" in actions.columns
+colour_by = st.radio("Colour by", ["class", "teacher"], horizontal=True, key="exp_colour_by",
+                     help="teacher: each Teacher or Boosted action in the colour of the teacher it is "
+                          f"attributed to at γ = {now.gamma:.2f} (docs/method.md §18)") if several else "class"
+st.html(highlighted_block(actions, column, by=colour_by))
 chart(response_chart(actions, column), "response-chart")
 
 st.subheader("Actions")
 order = st.radio("Order", ["position", "closest to flipping"], horizontal=True, key="act_order")
 shown = actions.sort_values("to_flip", kind="stable") if order != "position" else actions
-columns = ["action_index", "kind", column, "p_teacher", "p_student", "p_distilled", "d_TS", "d_DS", "d_TD",
-           "margin_alpha", "margin_beta", "to_flip", "n_tokens_teacher", "n_tokens_student", "n_tokens_distilled",
-           "text"]
+per_teacher = [c for c in shown.columns if c.startswith(TEACHER_PREFIX)]
+columns = ["action_index", "kind", column, "teacher_of", "best_teacher", "teacher_margin", *per_teacher, "p_teacher",
+           "p_student", "p_distilled", "d_TS", "d_DS", "d_TD", "margin_alpha", "margin_beta", "to_flip",
+           "n_tokens_teacher", "n_tokens_student", "n_tokens_distilled", "text"]
 st.dataframe(shown[[c for c in columns if c in shown.columns]], hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                             ("p_teacher", "p_student", "p_distilled", "d_TS", "d_DS", "d_TD", "margin_alpha",
-                             "margin_beta", "to_flip")})
+                             "margin_beta", "to_flip", "teacher_margin", *per_teacher)})
 st.caption(f"Δ columns: d_TS = p_T − p_S, d_DS = p_D − p_S, d_TD = p_T − p_D. margin_alpha = max|Δ| − α "
            f"(≤ 0: inside the Shared box), margin_beta = |d_TS| − β (> 0: beyond β); to_flip = the smallest "
            f"change of α or β that changes the class (α = {now.alpha:.2f}, β = {now.beta:.2f}).")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from rdpt_app.scoring import choice_of, model_roles
 from rdpt_app.state import current_actions, open_dataset
 from rdpt_core.provenance import class_column
 from rdpt_core.render import escape_markdown, highlighted_block
@@ -19,12 +20,14 @@ ss = st.session_state
 left, right = st.columns([2, 1])
 with right:
     st.subheader("Current set-up")
-    for role, choice in ss.choices.items():
+    for role in model_roles():
+        choice = choice_of(role)
         # the model name is typed by the user: escaped, and not in a code span (a backtick would end it)
         state = escape_markdown(choice["name"]) if choice.get("enabled", True) else "off"
-        st.markdown(f"- **{role}**: {state} · {choice['quantization']} · {choice['template']} template")
+        st.markdown(f"- **{escape_markdown(role)}**: {state} · {choice['quantization']} · {choice['template']} template")
     st.markdown(f"- **dataset**: {escape_markdown(ss.dataset_name)} ({len(ss.records)} records)")
-    st.markdown(f"- **α** = {ss.alpha:.2f}, **β** = {ss.beta:.2f}, segmenter `{ss.segmenter}`")
+    gamma = f", **γ** = {ss.gamma:.2f}" if ss.teachers else ""
+    st.markdown(f"- **α** = {ss.alpha:.2f}, **β** = {ss.beta:.2f}{gamma}, segmenter `{ss.segmenter}`")
     for dataset_id, label, primary in (("demo", "Open the demo in the explorer", True),
                                        ("math500-subset", "Open real MATH500 responses in the explorer", False)):
         if st.button(label, type="primary" if primary else "secondary", key=f"home_open_{dataset_id}"):

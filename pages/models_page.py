@@ -4,10 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from rdpt_app.loaders import backend
-from rdpt_app.scoring import spec_for
+from rdpt_app.scoring import choice_of, model_roles, spec_for
 from rdpt_core.models import DEVICES, DTYPES, QUANTIZATIONS, TEMPLATE_MODES, estimate_memory, zoo
 from rdpt_core.render import escape_markdown
-from rdpt_core.scoring import ROLES
+from rdpt_core.provenance import NAMED_TEACHER
+from rdpt_core.scoring import teacher_role
 
 st.title("Models")
 st.caption("Pick a packaged model or give any Hugging Face hub id or local directory. Scoring loads "
@@ -18,23 +19,60 @@ FIELDS = ("enabled", "source", "name", "dtype", "quantization", "device", "templ
 
 
 def _save(role: str, field: str) -> None:
-    ss.choices[role][field] = ss[f"m_{role}_{field}"]
+    choice_of(role)[field] = ss[f"m_{role}_{field}"]
 
 
 def widget(role: str, field: str, fn, label: str, **kwargs):
     key = f"m_{role}_{field}"
-    ss[key] = ss.choices[role][field]
+    ss[key] = choice_of(role)[field]
     return fn(label, key=key, on_change=_save, args=(role, field), **kwargs)
 
 
-for role, tab in zip(ROLES, st.tabs([r.capitalize() for r in ROLES])):
+def parse_teacher_names(text: str) -> list[str]:
+    """Comma-separated teacher names: none (one teacher) or two or more distinct valid names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        teacher_role(name)  # raises ValueError naming the bad name
+    if len(names) == 1:
+        raise ValueError("name two or more teachers (or none, for one teacher)")
+    if len(set(names)) < len(names):
+        raise ValueError(f"teacher names must differ, got {', '.join(names)}")
+    return names
+
+
+def _set_teachers() -> None:
+    try:
+        names = parse_teacher_names(ss.m_teacher_names)
+    except ValueError as err:
+        ss.teacher_names_error = str(err)
+        return
+    ss.pop("teacher_names_error", None)
+    if names and not ss.teachers:  # the one teacher's settings carry over to the first named teacher
+        ss.choices.setdefault(teacher_role(names[0]), dict(choice_of("teacher")))
+    ss.teachers = names
+
+
+ss.m_teacher_names = ", ".join(ss.teachers)
+st.text_input("Teachers", key="m_teacher_names", on_change=_set_teachers,
+              placeholder="one teacher; or name two or more, e.g. steps, narrative",
+              help="To trace which of several teachers each action comes from (docs/method.md §18), name "
+                   "them here, comma-separated: each gets a tab below and is scored as teacher_<name>.")
+if "teacher_names_error" in ss:
+    st.error(f"Teachers not changed: {escape_markdown(ss.teacher_names_error)}")
+
+
+def tab_title(role: str) -> str:
+    return f"Teacher {role[len(NAMED_TEACHER):]}" if role.startswith(NAMED_TEACHER) else role.capitalize()
+
+
+for role, tab in zip(model_roles(), st.tabs([tab_title(r) for r in model_roles()])):
     with tab:
         if role == "distilled":
             widget(role, "enabled", st.checkbox, "Use a distilled model (off: 3 pre-training classes only)")
         source = widget(role, "source", st.radio, "Source", options=["zoo", "hub id or local dir"], horizontal=True)
         if source == "zoo":
-            if ss.choices[role]["name"] not in zoo():
-                ss.choices[role]["name"] = next(iter(zoo()))
+            if choice_of(role)["name"] not in zoo():
+                choice_of(role)["name"] = next(iter(zoo()))
             widget(role, "name", st.selectbox, "Packaged model", options=list(zoo()))
         else:
             widget(role, "name", st.text_input, "Hub id or local directory", placeholder="Qwen/Qwen3-8B or /path/to/checkpoint")
@@ -61,7 +99,7 @@ for role, tab in zip(ROLES, st.tabs([r.capitalize() for r in ROLES])):
 def specs() -> tuple[dict, list[str]]:
     """The usable spec of every role that is on, and what is wrong with the others."""
     out, errors = {}, []
-    for role in ROLES:
+    for role in model_roles():
         try:
             spec = spec_for(role)
         except (ValueError, OSError) as err:

@@ -10,30 +10,42 @@ from rdpt_core.backends import ScoringBackend
 from rdpt_core.jobs import ScoringJob
 from rdpt_core.models import ModelSpec, resolve_spec
 from rdpt_core.records import Record
-from rdpt_core.scoring import ROLES, score_corpus
+from rdpt_core.scoring import job_roles, score_corpus, teacher_role
 
 from .loaders import backend
-from .state import merge_into_corpus
+from .state import default_choice, merge_into_corpus
 from .widgets import StreamlitProgress
 
 SPEC_FIELDS = ("dtype", "quantization", "device", "template", "raw_template", "trust_remote_code")
 
 
+def model_roles() -> list[str]:
+    """The roles the Models page describes, in job order: the named teachers (or the one
+    teacher), the student, the distilled model."""
+    names = st.session_state.teachers
+    return [*([teacher_role(name) for name in names] if names else ["teacher"]), "student", "distilled"]
+
+
+def choice_of(role: str) -> dict:
+    """The Models page's settings for ``role`` (a new named teacher starts as the teacher)."""
+    return st.session_state.choices.setdefault(role, default_choice(role))
+
+
 def spec_for(role: str) -> ModelSpec | None:
     """The ModelSpec the Models page describes for ``role`` (None when the role is off).
     Raises ValueError / FileNotFoundError for a setting that cannot be used."""
-    choice = st.session_state.choices[role]
+    choice = choice_of(role)
     if not choice.get("enabled", True):
         return None
     return resolve_spec(choice["name"], **{k: choice[k] for k in SPEC_FIELDS})
 
 
 def roles_available() -> list[str]:
-    return [role for role in ROLES if st.session_state.choices[role].get("enabled", True)]
+    return [role for role in model_roles() if choice_of(role).get("enabled", True)]
 
 
 def specs_and_backends() -> tuple[dict[str, ModelSpec], dict[str, ScoringBackend]]:
-    specs = {role: spec for role in ROLES if (spec := spec_for(role)) is not None}
+    specs = {role: spec for role in job_roles(model_roles()) if (spec := spec_for(role)) is not None}
     return specs, {role: backend(spec) for role, spec in specs.items()}
 
 

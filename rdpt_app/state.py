@@ -2,7 +2,9 @@
 
 Keys of ``st.session_state`` (set by :func:`init_state`, read through the helpers here):
 
-* ``alpha``, ``beta``, ``segmenter`` – the sidebar's widgets (shared by every page);
+* ``alpha``, ``beta``, ``gamma``, ``segmenter`` – the sidebar's widgets (shared by every page;
+  γ is drawn only for a corpus scored with several named teachers);
+* ``teachers`` – the teachers' names when there are several (empty: one teacher, role ``teacher``);
 * ``choices`` – per role, what the Models page picked (see :func:`rdpt_app.scoring.spec_for`);
 * ``dataset_id``, ``dataset_name``, ``records``, ``origins``, ``corpus`` – the working dataset;
 * ``record_id`` – the record shown in the explorer.
@@ -21,7 +23,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, classify_table
+from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, NAMED_TEACHER, classify_table
 from rdpt_core.records import Origin, Record
 from rdpt_core.scoring import ROLES, ScoredCorpus
 
@@ -41,17 +43,19 @@ class Settings:
     alpha: float
     beta: float
     segmenter: str
+    gamma: float = DEFAULT_GAMMA
 
 
 def default_choice(role: str) -> dict[str, Any]:
-    return {"source": "zoo", "name": DEFAULT_MODELS[role], "dtype": "auto", "quantization": "none",
+    """The Models page's starting settings for ``role`` (a named teacher starts as the teacher)."""
+    return {"source": "zoo", "name": DEFAULT_MODELS.get(role, DEFAULT_MODELS["teacher"]), "dtype": "auto", "quantization": "none",
             "device": "auto", "template": "auto", "raw_template": "{prompt}\n\n", "trust_remote_code": False,
             "enabled": True}
 
 
 def settings() -> Settings:
     ss = st.session_state
-    return Settings(float(ss.alpha), float(ss.beta), str(ss.segmenter))
+    return Settings(float(ss.alpha), float(ss.beta), str(ss.segmenter), float(ss.gamma))
 
 
 def init_state() -> None:
@@ -60,7 +64,9 @@ def init_state() -> None:
     ss = st.session_state
     ss.setdefault("alpha", DEFAULT_ALPHA)
     ss.setdefault("beta", DEFAULT_BETA)
+    ss.setdefault("gamma", DEFAULT_GAMMA)
     ss.setdefault("segmenter", "paper")
+    ss.setdefault("teachers", [])
     ss.setdefault("choices", {role: default_choice(role) for role in ROLES})
     ss.setdefault("notices", [])
     if "records" in ss:
@@ -176,5 +182,11 @@ def current_actions() -> pd.DataFrame | None:
     if corpus is None or not corpus.records:
         return None
     s = settings()
-    return classify_table(actions_of(corpus_key(corpus), corpus, s.segmenter), s.alpha, s.beta)
+    return classify_table(actions_of(corpus_key(corpus), corpus, s.segmenter), s.alpha, s.beta, s.gamma)
+
+
+def has_named_teachers() -> bool:
+    """Whether the working corpus was scored with several named teachers (then γ matters)."""
+    corpus = st.session_state.get("corpus")
+    return corpus is not None and any(role.startswith(NAMED_TEACHER) for role in corpus.models)
 

@@ -16,7 +16,7 @@ from rdpt_core.charts import chart_png, chart_svg
 from rdpt_core.records import RecordIssue
 from rdpt_core.render import escape_markdown
 
-from .state import SEGMENTERS, current_actions
+from .state import SEGMENTERS, current_actions, has_named_teachers
 
 log = logging.getLogger("rdpt_app")
 Figure = alt.Chart | alt.LayerChart | alt.FacetChart | alt.HConcatChart | alt.VConcatChart | alt.ConcatChart
@@ -40,7 +40,8 @@ def seeded(widget: Callable[..., Any], key: str, *args: Any, **kwargs: Any) -> A
 
 
 def sidebar() -> Any:
-    """α, β and the segmenter (shared by every page: the sidebar is drawn once, by ``app.py``),
+    """α, β, γ (several teachers only) and the segmenter (shared by every page: the sidebar is
+    drawn once, by ``app.py``),
     and a placeholder for the dataset caption (``app.py`` fills it before the page and again
     after it, so it is never stale)."""
     st.sidebar.header("Provenance thresholds")
@@ -48,6 +49,10 @@ def sidebar() -> Any:
             help="Shared when all three |Δ| ≤ α (Δ_SD, Δ_TD, Δ_TS)")
     seeded(st.sidebar.slider, "beta", "β (Teacher / Student)", 0.0, 0.5, step=0.01,
             help="Teacher when p_T − p_S > β, Student when p_S − p_T > β")
+    if has_named_teachers():
+        seeded(st.sidebar.slider, "gamma", "γ (which teacher)", 0.0, 0.5, step=0.01,
+               help="A Teacher or Boosted action is attributed to the best teacher when its p beats every "
+                    "other teacher's by more than γ, else to 'Several teachers'")
     seeded(st.sidebar.selectbox, "segmenter", "Segmenter", SEGMENTERS,
             help="paper: the paper's sentence rule; spacy: blank English sentencizer; paragraph: blank lines")
     return st.sidebar.empty()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import altair as alt
@@ -223,14 +223,18 @@ def _curves(data: pd.DataFrame, value: str, x: alt.X, y_of: Callable[[str], alt.
 @_unvalidated
 def position_chart(curves: pd.DataFrame, marks: pd.DataFrame | None = None, column_classes=CLASSES_4,
                    height: int = 340, x_domain: tuple[float, float] | None = None,
-                   min_n: int | None = None) -> alt.LayerChart:
+                   min_n: int | None = None, colors: Mapping[str, str] | None = None) -> alt.LayerChart:
     """The paper's Figure 3/4: per-position class shares, correct responses solid and incorrect
     dashed, 95% Wilson bands, and rules where the mean cumulative token count crosses each mark.
     Positions with fewer than ``min_n`` responses (``enough`` false) are faded, hollow points.
-    ``x_domain``: a fixed action-index range (to line it up with the other corpus charts)."""
-    data = curves[curves["answer"].isin(["correct", "incorrect"])]
-    classes = [c for c in dict.fromkeys((*column_classes, *CLASSES_3)) if c in set(data["cls"])]
-    scale = alt.Scale(domain=classes, range=[CLASS_COLORS[c] for c in classes])
+    ``x_domain``: a fixed action-index range (to line it up with the other corpus charts).
+    ``colors``: the series to draw and their colours, in legend order (default: the classes);
+    e.g. ``provenance.teacher_colors`` for ``stats.teacher_position_curves``."""
+    palette = dict(colors) if colors is not None else {
+        c: CLASS_COLORS[c] for c in dict.fromkeys((*column_classes, *CLASSES_3))}
+    data = curves[curves["answer"].isin(["correct", "incorrect"]) & curves["cls"].isin(list(palette))]
+    classes = [c for c in palette if c in set(data["cls"])]
+    scale = alt.Scale(domain=classes, range=[palette[c] for c in classes])
     dash = alt.StrokeDash("answer:N", title="response", scale=_DASH, legend=alt.Legend(**_TOP_LEGEND))
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
     x = _x_index(x_domain=x_domain, span=_span(data))

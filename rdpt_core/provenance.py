@@ -41,6 +41,11 @@ CLASS_COLORS: dict[str, str] = {
     COMMON: "#CC79A7",
     UNSCORED: "#FFFFFF",
 }
+# Several teachers (§18): one colour each, from the rest of the Okabe–Ito set first (in the
+# explorer's teacher view only attributed actions are coloured, so the class hues may follow);
+# actions no single teacher claims get black (a grey tint).
+TEACHER_COLORS = ("#0072B2", "#D55E00", "#CC79A7", "#009E73", "#E69F00", "#56B4E9", "#F0E442")
+SEVERAL_COLOR = "#000000"
 DEFAULT_ALPHA = 0.1
 DEFAULT_BETA = 0.1
 DEFAULT_GAMMA = 0.1
@@ -170,3 +175,9 @@ def add_best_teacher(table: pd.DataFrame) -> pd.DataFrame:
     top, index, margin = best_teacher(table[[TEACHER_PREFIX + n for n in names]].to_numpy(dtype=np.float64).T)
     best = pd.array([*names, None], dtype="str").take(np.where(index < 0, len(names), index))
     return table.assign(p_teacher=top, best_teacher=best, teacher_margin=margin)
+
+
+def teacher_colors(names: list[str]) -> dict[str, str]:
+    """A colour per named teacher (in the given order; the palette repeats past seven teachers)
+    and :data:`SEVERAL_COLOR` for :data:`SEVERAL`."""
+    return {**{n: TEACHER_COLORS[i % len(TEACHER_COLORS)] for i, n in enumerate(names)}, SEVERAL: SEVERAL_COLOR}

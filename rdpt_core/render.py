@@ -18,7 +18,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .provenance import CLASS_COLORS, CLASSES_3, CLASSES_4, UNSCORED
+from .provenance import (
+    BOOSTED, CLASS_COLORS, CLASSES_3, CLASSES_4, SEVERAL, TEACHER_PREFIX, UNSCORED, teacher_colors, teacher_names,
+)
 from .scoring import role_order
 
 _CSS = """
@@ -49,6 +51,8 @@ _CSS = """
 .rdpt-scale-bar { display: inline-block; width: 10rem; height: 0.8rem; border-radius: 3px; }
 </style>
 """
+# only in the teacher view: a single-teacher page stays byte for byte what it was before §18
+_TEACHER_CSS = '<style>.rdpt-by-teacher .rdpt-act[data-cls="Boosted"] { text-decoration: underline dotted 2px; }</style>'
 
 
 # What makes Markdown (CommonMark, GFM, Streamlit's extensions) out of plain text, escaped with a
@@ -99,7 +103,25 @@ def tooltip(row: Mapping, column: str = "cls") -> str:
     lines.append(deltas)
     if "to_flip" in row:
         lines.append(f"to flip {_fmt(row['to_flip'])}")
+    if "teacher_margin" in row:  # several teachers (docs/method.md §18)
+        lines += _teacher_lines(row)
     return "\n".join(lines)
+
+
+def _present(value: object) -> bool:
+    return value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value))
+
+
+def _teacher_lines(row: Mapping) -> list[str]:
+    """Each teacher's p, the best teacher with its margin over the runner-up, and whom the
+    action is attributed to (Teacher and Boosted actions only)."""
+    each = "  ".join(f"p_{str(k)[len(TEACHER_PREFIX):]} {_fmt(row[k])}" for k in row
+                     if str(k).startswith(TEACHER_PREFIX))
+    best = row.get("best_teacher")
+    lines = [each, f"best teacher {best if _present(best) else 'n/a'}  margin {_fmt(row['teacher_margin'])}"]
+    if _present(row.get("teacher_of")):
+        lines.append(f"attributed to {row['teacher_of']}")
+    return lines
 
 
 def _attr(text: str) -> str:
@@ -128,25 +150,64 @@ def legend_html(counts: Mapping[str, int]) -> str:
     return f'<div class="rdpt-legend">{items}</div>'
 
 
-def response_html(actions: pd.DataFrame, column: str = "cls", with_css: bool = True) -> str:
-    """One response (its rows of the classified action table, in order) as highlighted HTML."""
+def teacher_counts(actions: pd.DataFrame) -> dict[str, int]:
+    """Teacher and Boosted actions per teacher they are attributed to, then "Several teachers"
+    (every teacher of the table, in column order, even at 0)."""
+    counts = actions["teacher_of"].value_counts()
+    return {label: int(counts.get(label, 0)) for label in (*teacher_names(actions), SEVERAL)}
+
+
+def teacher_legend_html(counts: Mapping[str, int], colors: Mapping[str, str]) -> str:
+    items = "".join(
+        f'<span class="rdpt-legend-item" data-teacher="{html.escape(t)}" data-count="{n}">'
+        f'<span class="rdpt-swatch" style="background:{colors[t]}"></span>{html.escape(t)} <b>{n}</b></span>'
+        for t, n in counts.items()
+    )
+    note = f'<span class="rdpt-legend-item">dotted underline: {BOOSTED}; uncoloured: the other classes</span>'
+    return f'<div class="rdpt-legend">{items}{note}</div>'
+
+
+def response_html(actions: pd.DataFrame, column: str = "cls", with_css: bool = True, by: str = "class") -> str:
+    """One response (its rows of the classified action table, in order) as highlighted HTML.
+    ``by="teacher"`` (a several-teacher table): Teacher and Boosted actions take the colour of
+    the teacher they are attributed to (``data-teacher``), the others stay uncoloured."""
+    if by not in ("class", "teacher"):
+        raise ValueError(f"by must be 'class' or 'teacher', got {by!r}")
+    if by == "teacher" and "teacher_of" not in actions.columns:
+        raise ValueError("the teacher view needs teacher_of: classify a table scored with several named teachers")
+    colors = teacher_colors(teacher_names(actions)) if by == "teacher" else {}
     spans = []
     for row in actions.sort_values("action_index").to_dict("records"):
         cls = row.get(column) or UNSCORED
-        color = tint(CLASS_COLORS.get(cls, CLASS_COLORS[UNSCORED]))
+        teacher = row.get("teacher_of") if by == "teacher" else None
+        if by == "class":
+            color, extra = tint(CLASS_COLORS.get(cls, CLASS_COLORS[UNSCORED])), ""
+        elif _present(teacher):
+            color, extra = tint(colors[str(teacher)]), f' data-teacher="{html.escape(str(teacher))}"'
+        else:
+            color, extra = "transparent", ""
         kind = "rdpt-special" if row.get("kind") == "special" else ""
         spans.append(
-            f'<span class="rdpt-act {kind}" data-cls="{html.escape(str(cls))}" '
+            f'<span class="rdpt-act {kind}" data-cls="{html.escape(str(cls))}"{extra} '
             f'data-index="{int(row["action_index"])}" style="background:{color}" '
             f'data-tip="{_attr(tooltip(row, column))}">{html.escape(row["text"])}</span>'
         )
-    body = f'<div class="rdpt-response">{"".join(spans)}</div>'
-    return (_CSS + body) if with_css else body
+    view = " rdpt-by-teacher" if by == "teacher" else ""
+    body = f'<div class="rdpt-response{view}">{"".join(spans)}</div>'
+    return (_css(by) + body) if with_css else body
 
 
-def highlighted_block(actions: pd.DataFrame, column: str = "cls") -> str:
-    """Legend with counts, then the highlighted response."""
-    return _CSS + legend_html(class_counts(actions, column)) + response_html(actions, column, with_css=False)
+def _css(by: str) -> str:
+    return _CSS + _TEACHER_CSS if by == "teacher" else _CSS
+
+
+def highlighted_block(actions: pd.DataFrame, column: str = "cls", by: str = "class") -> str:
+    """Legend with counts, then the highlighted response (``by``: see :func:`response_html`)."""
+    if by == "teacher" and "teacher_of" in actions.columns:
+        legend = teacher_legend_html(teacher_counts(actions), teacher_colors(teacher_names(actions)))
+    else:
+        legend = legend_html(class_counts(actions, column))
+    return _css(by) + legend + response_html(actions, column, with_css=False, by=by)
 
 
 # ---- token heat strip -------------------------------------------------------------------------

@@ -48,14 +48,15 @@ _RULES = {  # strategy -> (feature column, pick the largest?)
 
 
 def response_features(actions: pd.DataFrame, beta: float) -> pd.DataFrame:
-    """One row per response (input order): question_id, source, n_teacher, teacher_share,
+    """One row per response (input order): question_id, source (only when the answers come from
+    two sources or more: which writer, for ``teacher_quota``), n_teacher, teacher_share,
     n_actions, n_tokens (student), student_mean_logp."""
     cls = classify3(actions["p_teacher"], actions["p_student"], beta)
     frame = actions.assign(is_teacher=cls == TEACHER, scored=cls != UNSCORED)
     grouped = frame.groupby("record_id", sort=False)
     out = pd.DataFrame({
         "question_id": grouped["question_id"].first(),
-        **({"source": grouped["source"].first()} if "source" in frame.columns else {}),
+        **({"source": grouped["source"].first()} if _writers(frame) >= 2 else {}),
         "n_teacher": grouped["is_teacher"].sum().astype(np.int64),
         "n_scored": grouped["scored"].sum().astype(np.int64),
         "n_actions": grouped.size().astype(np.int64),
@@ -66,6 +67,11 @@ def response_features(actions: pd.DataFrame, beta: float) -> pd.DataFrame:
         out["teacher_share"] = out["n_teacher"] / out["n_scored"]
         out["student_mean_logp"] = out["sum_logp"] / out["n_tokens"]
     return out.drop(columns="sum_logp").reset_index()
+
+
+def _writers(actions: pd.DataFrame) -> int:
+    """How many sources wrote the answers (a missing source counts as one more)."""
+    return int(actions["source"].nunique(dropna=False)) if "source" in actions.columns else 0
 
 
 def has_candidates(actions: pd.DataFrame) -> bool:
@@ -98,7 +104,10 @@ def select(features: pd.DataFrame, strategy: str, seed: int = 0) -> pd.DataFrame
 
 def _with_quotas(features: pd.DataFrame) -> pd.DataFrame:
     """``teacher_quota`` (module docstring)."""
-    if "source" not in features.columns or features["source"].isna().any():
+    if "source" not in features.columns:
+        raise ValueError("teacher_quota needs answers from two or more writers (their source: the teacher "
+                         "that wrote each answer); these all have one source")
+    if features["source"].isna().any():
         raise ValueError("teacher_quota needs every answer's source (the teacher that wrote it)")
     ranked = features.assign(_q=features.groupby("question_id", sort=False).ngroup())
     ranked = ranked.sort_values(["_q", "n_teacher"], ascending=[True, False], kind="stable")
@@ -113,6 +122,14 @@ def _with_quotas(features: pd.DataFrame) -> pd.DataFrame:
         left[features.at[pick, "source"]] -= 1
         chosen[q] = pick
     return features.loc[[chosen[q] for q in sorted(chosen)]].reset_index(drop=True)
+
+
+def strategies_for(features: pd.DataFrame) -> tuple[str, ...]:
+    """The strategies that apply: all of :data:`STRATEGIES`, and :data:`ENSEMBLE_STRATEGIES`
+    when every answer names its writer (``source``) and there are two writers or more."""
+    sources = features["source"] if "source" in features.columns else pd.Series(dtype=object)
+    several = len(sources) > 0 and not sources.isna().any() and sources.nunique() >= 2
+    return STRATEGIES + ENSEMBLE_STRATEGIES if several else STRATEGIES
 
 
 def picks_by_strategy(features: pd.DataFrame, strategies=STRATEGIES, seed: int = 0) -> pd.DataFrame:

@@ -45,11 +45,10 @@ from .lineage import (
     sample_teacher, teacher_spec,
 )
 from .stages import write_json
-from .models import ROOT, STEPS_DIR
+from .models import ENSEMBLE_DIR, STEPS_DIR
 from .stages import StageRunner
 from .train import hf_backend, train_lora
 
-ENSEMBLE_DIR = ROOT / "demo" / "ensemble"
 NARRATIVE_ADAPTER = "narrative_teacher_adapter"
 NARRATIVE_TEACHER = "smollm2-135m-narrative-teacher"
 NARRATIVE_SAMPLES = "narrative_samples.jsonl"

@@ -651,3 +651,136 @@ def test_explorer_shows_what_each_model_scored():
     labels = " ".join(m.value for m in at.markdown)
     assert "teacher** · smollm2-135m-steps-teacher · chat template" in labels
     assert "student** · gemma3-270m · raw template" in labels
+
+
+# ---- several teachers (docs/method.md §18) ------------------------------------------------------
+# Three sentences with hand-set probabilities (every token of an action gets log p, so the
+# action's geometric mean is p). At β = 0.1: #0 and #1 are Teacher (p_T − p_S = 0.8, 0.55), #2
+# is Shared. #0: teacher a beats b by 0.4; #1: b beats a by 0.15 → b at γ ≤ 0.14, several above.
+TWO_TEACHER_P = {"teacher_a": (0.9, 0.6, 0.3), "teacher_b": (0.5, 0.75, 0.3), "student": (0.1, 0.2, 0.3),
+                 "distilled": (0.6, 0.5, 0.3)}
+TWO_TEACHER_TEXT = "Add the two numbers first. Then check the sum twice. So the answer is 7."
+
+
+def hand_scored(records: list[Record], p: dict[str, dict[str, tuple[float, ...]]]) -> ScoredCorpus:
+    """A corpus whose every action has the probability set by hand: ``p[role][record_id]`` holds
+    one p per action of the record (paper segmenter), given to each of its one-character tokens."""
+    from rdpt_core.segment import segment
+
+    tokens: dict[str, dict[str, TokenScores]] = {role: {} for role in p}
+    for rec in records:
+        actions, n = segment(rec.response), len(rec.response)
+        owner = np.zeros(n, np.int64)
+        for k, action in enumerate(actions):
+            owner[action.start:action.end] = k
+        for role, by_record in p.items():
+            assert len(by_record[rec.record_id]) == len(actions), [a.text for a in actions]
+            logp = np.log(np.asarray(by_record[rec.record_id]))[owner]
+            tokens[role][rec.record_id] = TokenScores(np.arange(n), np.stack([np.arange(n), np.arange(n) + 1], 1),
+                                                      logp, np.zeros(n, bool), np.zeros(n, bool))
+    return ScoredCorpus(records, tokens, (), {role: role for role in p})
+
+
+def two_teacher_corpus() -> ScoredCorpus:
+    rec = Record("two", "q", "What is 3 + 4?", TWO_TEACHER_TEXT, True, "pasted")
+    return hand_scored([rec], {role: {"two": ps} for role, ps in TWO_TEACHER_P.items()})
+
+
+def teacher_legend(at: AppTest) -> dict[str, int]:
+    html = "".join(h.proto.body for h in at.html)
+    return {t: int(n) for t, n in re.findall(r'data-teacher="([^"]+)" data-count="(\d+)"', html)}
+
+
+def test_explorer_colours_actions_by_teacher_and_gamma_moves_them():
+    corpus = two_teacher_corpus()
+    at = page("explorer", with_dataset(corpus.records, corpus, "two teachers")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.slider(key="w_gamma").value == 0.1  # γ shows only for a several-teacher corpus
+    at.radio(key="exp_colour_by").set_value("teacher").run()
+    assert teacher_legend(at) == {"a": 1, "b": 1, "Several teachers": 0}
+    body = "".join(h.proto.body for h in at.html)
+    assert re.findall(r'data-teacher="(\w+)" data-index="(\d)"', body) == [("a", "0"), ("b", "1")]
+    assert "best teacher b  margin 0.150" in body and "attributed to b" in body
+    at.slider(key="w_gamma").set_value(0.2).run()
+    assert teacher_legend(at) == {"a": 1, "b": 0, "Several teachers": 1}
+    assert at.session_state["gamma"] == 0.2
+    table = at.dataframe[0].value.set_index("action_index")
+    assert table.loc[1, "teacher_of"] == "Several teachers" and table.loc[0, "teacher_of"] == "a"
+    assert table.loc[1, "p_teacher"] == pytest.approx(0.75) and table.loc[1, "teacher_margin"] == pytest.approx(0.15)
+    # a single-teacher corpus has no γ
+    at = page("explorer").run()
+    assert not any(s.key == "w_gamma" for s in at.slider) and not any(r.key == "exp_colour_by" for r in at.radio)
+
+
+def test_corpus_page_splits_teacher_actions_among_teachers():
+    corpus = two_teacher_corpus()
+    at = page("corpus", with_dataset(corpus.records, corpus, "two teachers")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.value.startswith("Which teacher, by position") for s in at.subheader)
+    shares = next(d.value for d in at.dataframe if "teacher_of" in d.value.columns)
+    assert dict(zip(shares["teacher_of"], shares["actions"])) == {"a": 1, "b": 1}
+    at.slider(key="w_gamma").set_value(0.2).run()
+    shares = next(d.value for d in at.dataframe if "teacher_of" in d.value.columns)
+    assert dict(zip(shares["teacher_of"], shares["actions"])) == {"Several teachers": 1, "a": 1}
+    chart = next(c for c in at.get("vega_lite_chart") if "teacher" in json.dumps(c.proto.spec))
+    spec = json.loads(chart.proto.spec)
+    scales = [layer["encoding"]["color"]["scale"] for layer in spec["layer"] if "color" in layer.get("encoding", {})]
+    assert {"domain": ["a", "Several teachers"], "range": ["#0072B2", "#000000"]} in scales
+
+
+def test_models_page_names_several_teachers_and_refuses_bad_names():
+    at = page("models").run()
+    at.text_input(key="m_teacher_names").input("steps").run()
+    assert any("two or more" in e.value for e in at.error) and at.session_state["teachers"] == []
+    at.text_input(key="m_teacher_names").input("steps, bad name").run()
+    assert any("'bad name'" in e.value for e in at.error) and at.session_state["teachers"] == []
+    at.text_input(key="m_teacher_names").input("steps, narrative").run()
+    assert not at.exception and not at.error
+    assert at.session_state["teachers"] == ["steps", "narrative"]
+    assert [t.label for t in at.tabs] == ["Teacher steps", "Teacher narrative", "Student", "Distilled"]
+    choices = at.session_state["choices"]
+    assert choices["teacher_steps"]["name"] == choices["teacher"]["name"]  # the one teacher's settings carry over
+    at.selectbox(key="m_teacher_narrative_name").set_value("gemma3-270m").run()
+    assert at.session_state["choices"]["teacher_narrative"]["name"] == "gemma3-270m"
+    assert at.session_state["choices"]["teacher_steps"]["name"] != "gemma3-270m"
+
+
+@pytest.mark.slow
+def test_scoring_with_two_named_teachers_from_the_app():
+    at = page("models").run()
+    at.text_input(key="m_teacher_names").input("steps, narrative").run()
+    at.selectbox(key="m_teacher_narrative_name").set_value("smollm2-135m-narrative-teacher").run()
+    at.switch_page("pages/trajectories_page.py").run()
+    paste(at, "What is 3 + 4?", "We add 3 and 4. So the answer is 7.")
+    button(at, "score_all").click().run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    corpus = at.session_state["corpus"]
+    assert list(corpus.tokens) == ["teacher_steps", "teacher_narrative", "student", "distilled"]
+    assert corpus.models["teacher_narrative"] == "smollm2-135m-narrative-teacher"
+    table = corpus.actions("paper")
+    assert not np.allclose(table["p_teacher_steps"], table["p_teacher_narrative"])  # two different teachers
+    at.switch_page("pages/explorer_page.py").run()
+    assert not at.exception and at.slider(key="w_gamma").value == 0.1
+    assert "teacher_of" in at.dataframe[0].value.columns
+
+
+def test_data_selection_offers_per_writer_quotas_for_answers_of_two_teachers():
+    # q1: r1 (writer A, 2 Teacher actions), r2 (B, none); q2: r3 (A) and r4 (B), 2 Teacher each.
+    # max_teacher_count: r1, r3 (the tie goes to the first). teacher_quota, ⌈2 questions / 2
+    # writers⌉ = 1 each: q1 first (its best has 2, the tie on question order) → r1 (A); q2 → r4 (B).
+    text = "We add the numbers. The answer is 7."
+    records = [Record(rid, q, "What is 3 + 4?", text, True, src)
+               for rid, q, src in (("r1", "q1", "A"), ("r2", "q1", "B"), ("r3", "q2", "A"), ("r4", "q2", "B"))]
+    high, low = (0.9, 0.9), (0.3, 0.3)
+    corpus = hand_scored(records, {"teacher_a": {"r1": high, "r2": low, "r3": high, "r4": low},
+                                   "teacher_b": {"r1": low, "r2": low, "r3": low, "r4": high},
+                                   "student": {r.record_id: low for r in records}})
+    at = page("data_selection", with_dataset(records, corpus, "two writers")).run()
+    at.radio(key="sel_data").set_value("Working dataset (Trajectories page)").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(o.startswith("teacher_quota —") for o in at.selectbox(key="sel_strategy").options)
+    assert frame_with(at, "n_teacher")["record_id"].tolist() == ["r1", "r3"]
+    at.selectbox(key="sel_strategy").set_value("teacher_quota").run()
+    picks = frame_with(at, "n_teacher")
+    assert picks["record_id"].tolist() == ["r1", "r4"] and picks["source"].tolist() == ["A", "B"]
+    assert picks["n_teacher"].tolist() == [2, 2]

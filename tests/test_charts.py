@@ -381,3 +381,15 @@ def test_chart_builders_leave_altairs_debug_mode_as_they_found_it_and_specs_stil
     broken.layer[0].mark = "no-such-mark"
     with pytest.raises(Exception):
         broken.to_dict(validate=True)
+
+
+def test_position_chart_draws_the_series_it_is_given_colours_for():
+    from rdpt_core import stats
+    from rdpt_core.charts import position_chart
+
+    curves = stats.position_curves(corpus(), "cls", 1).replace({"cls": {"Teacher": "steps", "Boosted": "narrative"}})
+    spec = position_chart(curves, colors={"narrative": "#D55E00", "steps": "#0072B2", "Missing": "#000000"}).to_dict()
+    scales = [enc["color"]["scale"] for _, enc in encodings(spec) if "scale" in enc.get("color", {})]
+    assert scales and all(s == {"domain": ["narrative", "steps"], "range": ["#D55E00", "#0072B2"]} for s in scales)
+    rows = [r for d in spec["datasets"].values() for r in d if "cls" in r]
+    assert {r["cls"] for r in rows} == {"narrative", "steps"}  # Shared and Student are not drawn

@@ -135,6 +135,8 @@ def test_the_lab_registers_its_models_through_the_entry_point():
                                                    "adapter": str(STEPS_DIR / "teacher_adapter")}
     assert zoo()["gemma3-270m-steps-distilled"] == {"base": "gemma3-270m",
                                                     "adapter": str(STEPS_DIR / "distilled_adapter")}
+    assert zoo()["smollm2-135m-narrative-teacher"] == {
+        "base": "smollm2-135m-instruct", "adapter": str(ROOT / "demo" / "ensemble" / "narrative_teacher_adapter")}
 
 
 def test_the_bundled_math500_scores_belong_to_the_registered_distilled_model():

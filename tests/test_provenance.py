@@ -149,3 +149,22 @@ def test_a_single_teacher_table_gets_no_several_teacher_columns():
     table = pd.DataFrame({"p_teacher": [0.9, 0.2], "p_student": [0.1, 0.2], "p_distilled": [0.8, 0.2]})
     assert add_best_teacher(table) is table
     assert list(classify_table(table).columns) == ["p_teacher", "p_student", "p_distilled", "cls", "cls3"]
+
+
+def test_single_teacher_outputs_are_byte_identical_to_before_several_teachers(tmp_path):
+    """Action table, classify CLI, explorer HTML, curves, correct vs incorrect, report and
+    selection of the lab's single-teacher corpora, hashed against what the commit before
+    several teachers (d508120) wrote from the same inputs."""
+    import hashlib
+    import importlib.util
+    import json
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("single_teacher_outputs", REPO / "scripts" / "single_teacher_outputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = json.loads((REPO / "tests" / "data" / "single_teacher_sha256.json").read_text())["sha256"]
+    now = module.write_outputs(tmp_path)
+    assert now == before
+    assert now == {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(tmp_path.iterdir())}

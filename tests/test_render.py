@@ -200,3 +200,52 @@ def test_escape_markdown_leaves_names_and_paths_readable_and_escapes_syntax():
     assert [escape_markdown(t) for t in ("- a - b", "12. x", "1) y", "# h", "> q")] == [
         r"\- a - b", r"12\. x", r"1\) y", r"\# h", r"\> q"]
     assert escape_markdown("  two\nlines \r\n") == "two lines"  # for inline use: one line, stripped
+
+
+# ---- several teachers: the teacher view ---------------------------------------------------------
+def teacher_table() -> pd.DataFrame:
+    """Classified by hand (not by classify_table): #0 Teacher of a, #1 Boosted shared by several
+    teachers, #2 Student (no teacher), #3 Teacher of a teacher whose name is hostile."""
+    return pd.DataFrame({
+        "action_index": [0, 1, 2, 3], "text": ["One.", " Two.", " Three.", " Four."], "kind": "sentence",
+        "p_teacher_a": [0.9, 0.60, 0.1, 0.2], "p_teacher_<b>": [0.3, 0.55, 0.1, 0.8],
+        "p_teacher": [0.9, 0.60, 0.1, 0.8], "p_student": [0.1, 0.5, 0.9, 0.1], "p_distilled": [0.5, 0.9, 0.9, 0.5],
+        "best_teacher": ["a", "a", "a", "<b>"], "teacher_margin": [0.6, 0.05, 0.0, 0.6],
+        "cls": ["Teacher", "Boosted", "Student", "Teacher"],
+        "teacher_of": ["a", "Several teachers", None, "<b>"],
+    })
+
+
+def test_teacher_view_colours_attributed_actions_by_teacher_and_leaves_the_rest():
+    out = highlighted_block(teacher_table(), "cls", by="teacher")
+    spans = re.findall(r'<span class="rdpt-act [^"]*" data-cls="(\w+)"( data-teacher="([^"]+)")? '
+                       r'data-index="(\d)" style="background:([^"]+)"', out)
+    assert [(cls, teacher, bg) for cls, _, teacher, _, bg in spans] == [
+        ("Teacher", "a", "rgba(0, 114, 178, 0.35)"),           # TEACHER_COLORS[0]
+        ("Boosted", "Several teachers", "rgba(0, 0, 0, 0.35)"),  # SEVERAL_COLOR
+        ("Student", "", "transparent"),
+        ("Teacher", "&lt;b&gt;", "rgba(213, 94, 0, 0.35)"),    # TEACHER_COLORS[1], name escaped
+    ]
+    assert re.findall(r'data-teacher="([^"]+)" data-count="(\d)"', out) == [
+        ("a", "1"), ("&lt;b&gt;", "1"), ("Several teachers", "1")]
+    assert re.search(r"<b>(?!\d)", out) is None and "underline dotted" in out  # only the legend counts are bold
+
+
+def test_teacher_tooltip_names_the_best_teacher_its_margin_and_the_attribution():
+    rows = teacher_table().to_dict("records")
+    lines = tooltip(rows[1]).splitlines()
+    assert lines[-3:] == ["p_a 0.600  p_<b> 0.550", "best teacher a  margin 0.050", "attributed to Several teachers"]
+    assert tooltip(rows[2]).splitlines()[-1] == "best teacher a  margin 0.000"  # a Student action: no attribution
+    out = response_html(teacher_table())
+    assert "p_&lt;b&gt; 0.550" in out  # escaped inside the attribute
+
+
+def test_the_teacher_view_needs_attributions():
+    single = table(["One."], [0.9], [0.2], [0.6])
+    try:
+        response_html(single, by="teacher")
+    except ValueError as err:
+        assert "teacher_of" in str(err)
+    else:
+        raise AssertionError("a single-teacher table has no teacher view")
+    assert "rdpt-by-teacher" not in highlighted_block(single) and "data-teacher" not in highlighted_block(single)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from rdpt_core.selection import agreement, picks_by_strategy, response_features, select
+from rdpt_core.selection import agreement, picks_by_strategy, response_features, select, strategies_for
 
 
 def table():
@@ -267,3 +267,22 @@ def test_teacher_quota_needs_every_source():
                              "n_teacher": [1, 2]})
     with pytest.raises(ValueError, match="every answer's source"):
         select(features, "teacher_quota")
+
+
+def _two_writer_actions(sources: list[str]) -> pd.DataFrame:
+    """One action per answer, two answers per question; Teacher iff p_T − p_S > 0.1."""
+    n = len(sources)
+    return pd.DataFrame({"record_id": [f"r{i}" for i in range(n)], "question_id": [f"q{i // 2}" for i in range(n)],
+                         "source": sources, "p_teacher": [0.9, 0.2] * (n // 2), "p_student": [0.1] * n,
+                         "n_tokens_student": [3] * n, "sum_logp_student": [-3.0] * n})
+
+
+def test_features_name_the_writer_only_when_there_are_several():
+    two = response_features(_two_writer_actions(["A", "B", "A", "B"]), 0.1)
+    assert two["source"].tolist() == ["A", "B", "A", "B"] and two["n_teacher"].tolist() == [1, 0, 1, 0]
+    assert strategies_for(two) == STRATEGIES + ("teacher_quota",)
+    # one writer: the single-teacher features, column for column as before several teachers
+    one = response_features(_two_writer_actions(["A"] * 4), 0.1)
+    assert "source" not in one.columns and strategies_for(one) == STRATEGIES
+    with pytest.raises(ValueError, match="two or more writers"):
+        select(one, "teacher_quota")
