@@ -278,6 +278,59 @@ def test_explorer_in_chromium_recolours_when_beta_moves(server, browser):
     page.close()
 
 
+def slide(page, label: str, target: float, key: str) -> None:
+    """Step a sidebar slider to ``target`` with the keyboard, as a user does (each press reruns)."""
+    thumb = page.locator(f'[data-testid="stSidebar"] input[aria-label="{label}"]')
+    for _ in range(60):
+        value = float(thumb.evaluate("e => e.value"))
+        if abs(value - target) < 1e-9:
+            return
+        thumb.focus()
+        page.keyboard.press(key)
+        time.sleep(0.4)
+    raise AssertionError(f"{label} stuck at {thumb.evaluate('e => e.value')}, wanted {target}")
+
+
+def teacher_spans(page) -> list[tuple[str | None, str]]:
+    """(attributed teacher, computed background) of each action span, in order."""
+    return [tuple(x) for x in page.eval_on_selector_all(
+        ".rdpt-response .rdpt-act", "els => els.map(e => [e.dataset.teacher || null, getComputedStyle(e).backgroundColor])")]
+
+
+def test_explorer_in_chromium_colours_by_teacher_and_gamma_moves_them(server, browser):
+    """A saved two-teacher dataset (probabilities set by hand: tests/test_app.py TWO_TEACHER_P):
+    #0 is teacher a's (margin 0.4), #1 teacher b's (margin 0.15) until γ passes 0.15, #2 Shared."""
+    from test_app import two_teacher_corpus
+
+    from rdpt_core.workspace import Workspace
+    import os
+
+    corpus = two_teacher_corpus()
+    dataset = Workspace(os.environ["RDPT_WORKSPACE_DIR"]).save("two teachers", corpus.records, corpus)
+    url, _ = server
+    page = open_page(browser, url, "explorer", f"?dataset={dataset}&record=two")
+    page.get_by_text("Colour by").first.wait_for(timeout=60_000)
+    page.locator('[data-testid="stRadio"] label', has_text="teacher").first.click()
+    wait_idle(page)
+    blue, vermillion, black = "rgba(0, 114, 178, 0.35)", "rgba(213, 94, 0, 0.35)", "rgba(0, 0, 0, 0.35)"
+    assert teacher_spans(page) == [("a", blue), ("b", vermillion), (None, "rgba(0, 0, 0, 0)")]
+    second = page.locator(".rdpt-response .rdpt-act").nth(1)
+    second.hover()
+    tip = second.evaluate("e => getComputedStyle(e, '::after').content")
+    assert "best teacher b  margin 0.150" in tip and "attributed to b" in tip
+    shoot(page, "explorer-by-teacher")
+    slide(page, "γ (which teacher)", 0.2, "ArrowRight")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and teacher_spans(page)[1][0] != "Several teachers":
+        time.sleep(0.5)
+    assert teacher_spans(page) == [("a", blue), ("Several teachers", black), (None, "rgba(0, 0, 0, 0)")]
+    legend = dict(page.eval_on_selector_all(
+        ".rdpt-legend-item[data-teacher]", "els => els.map(e => [e.dataset.teacher, Number(e.dataset.count)])"))
+    assert legend == {"a": 1, "b": 0, "Several teachers": 1}
+    shoot(page, "explorer-by-teacher-gamma-0.2")
+    page.close()
+
+
 def test_a_user_uploads_a_file_and_a_reload_keeps_it(server, browser):
     """Upload in Chromium: a file whose columns say nothing is refused until mapped; a good file
     becomes a saved dataset that a reload keeps, and its link opens it in the explorer."""
