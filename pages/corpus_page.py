@@ -5,13 +5,14 @@ import streamlit as st
 
 from rdpt_app.loaders import actions_of, behaviour_tags, corpus_key
 from rdpt_app.state import settings
-from rdpt_app.widgets import chart, download, frozen, scored_actions
-from rdpt_core import stats
+from rdpt_app.widgets import chart, download, frozen, scored_actions, seeded
+from rdpt_core import origin, stats
 from rdpt_core.behaviours import behaviour_mix
 from rdpt_core.charts import behaviour_chart, counts_chart, mean_probability_chart, position_chart
 from rdpt_core.provenance import (
     DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, class_column, classify_table, teacher_colors, teacher_names,
 )
+from rdpt_core.render import escape_markdown
 from rdpt_core.report import build_report
 from rdpt_core.scoring import ScoredCorpus
 from rdpt_core.selection import has_candidates, response_features
@@ -71,6 +72,47 @@ def teacher_views(table: pd.DataFrame, fixed: dict, min_n: int) -> dict:
                 shown, fixed["marks"], x_domain=fixed["x_domain"], min_n=min_n, colors=colors))}
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def attribution_views(key: str, _corpus: ScoredCorpus, segmenter: str, patterns: tuple[tuple[str, str], ...],
+                      alpha: float, beta: float, gamma: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Attributions against the teachers known from their style markers: the confusion table at
+    (α, β, γ) and attribution by γ over the grid (rdpt_core.origin)."""
+    table, known = actions_of(key, _corpus, segmenter), dict(patterns)
+    confusion = origin.attribution_confusion(classify_table(table, alpha, beta, gamma),
+                                             origin.known_teachers(table["text"], known))
+    return confusion, origin.attribution_by_gamma(table, known, alpha, beta, origin.GAMMA_GRID)
+
+
+def known_teachers_panel(key: str, corpus: ScoredCorpus, alpha: float, beta: float, gamma: float,
+                         segmenter: str) -> None:
+    """Which-teacher attribution against a known truth: each teacher's style marker."""
+    ss = st.session_state
+    ss.setdefault("known_teachers_text", ss.get("known_teachers_default", ""))
+    text = seeded(st.text_area, "known_teachers_text", "Known teachers: one per line, name = regular expression",
+                  placeholder="steps = Step \\d+ →\nnarrative = (?:First of all|After that),",
+                  help="An action whose text (leading whitespace stripped) starts with a match of a teacher's "
+                       "pattern is known to come from that teacher; the patterns must not overlap.")
+    try:
+        patterns = origin.parse_teacher_patterns(text)
+        if not patterns:
+            st.caption("Give each teacher's style marker to check the attribution against a known truth "
+                       "(the built-in two-teacher dataset fills them in).")
+            return
+        confusion, by_gamma = attribution_views(key, corpus, segmenter, tuple(patterns.items()), alpha, beta, gamma)
+    except ValueError as err:  # a bad line, or overlapping styles
+        st.error(escape_markdown(err))
+        return
+    st.markdown(f"Attribution against the known teacher at α = {alpha:.2f}, β = {beta:.2f}, γ = {gamma:.2f} "
+                "(unit: actions, Unscored left out; columns: the known origin):")
+    st.dataframe(confusion, column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                           for c in confusion.columns if c.startswith("share_of_")})
+    st.markdown("Attribution by γ: of each teacher's marked actions, the shares attributed to it, to several "
+                "teachers, to another teacher, or not of class Teacher / Boosted; precision = the share of the "
+                "actions attributed to it that carry its marker.")
+    st.dataframe(by_gamma, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                                           for c in by_gamma.columns if c not in ("teacher", "n_marked")})
+
+
 st.title("Corpus")
 ss = st.session_state
 corpus = ss.get("corpus")
@@ -125,6 +167,8 @@ if "teacher_shares" in views:
                                 "mean_response_share": st.column_config.NumberColumn(format="percent")})
     st.caption("How the Teacher actions split: share = of all Teacher actions (pooled); mean_response_share "
                "= the mean over responses of the teacher's share of that response's Teacher actions.")
+    st.subheader("Against known teachers")
+    known_teachers_panel(key, corpus, now.alpha, now.beta, now.gamma, now.segmenter)
 
 st.subheader("Mean probability by position")
 if not means.empty:

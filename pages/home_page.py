@@ -29,7 +29,8 @@ with right:
     gamma = f", **γ** = {ss.gamma:.2f}" if ss.teachers else ""
     st.markdown(f"- **α** = {ss.alpha:.2f}, **β** = {ss.beta:.2f}{gamma}, segmenter `{ss.segmenter}`")
     for dataset_id, label, primary in (("demo", "Open the demo in the explorer", True),
-                                       ("math500-subset", "Open real MATH500 responses in the explorer", False)):
+                                       ("math500-subset", "Open real MATH500 responses in the explorer", False),
+                                       ("ensemble", "Open the two-teacher lab: which teacher?", False)):
         if st.button(label, type="primary" if primary else "secondary", key=f"home_open_{dataset_id}"):
             open_dataset(dataset_id)
             st.switch_page("pages/explorer_page.py")

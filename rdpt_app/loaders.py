@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ from rdpt_core.records import load_records
 from rdpt_core.scoring import ScoredCorpus
 from rdpt_core.store import load_corpus
 from rdpt_core.workspace import LoadedDataset, Workspace
-from rdpt_lab.multistep import TEACHER_STYLE_RE
+from rdpt_lab.models import ENSEMBLE_DIR
+from rdpt_lab.multistep import TEACHER_STYLE_RE, TEACHER_STYLES
 
 DEMO_DIR = Path(os.environ.get("RDPT_DEMO_DIR", PROJECT_ROOT / "demo" / "steps"))
 DATA_DIR = PROJECT_ROOT / "data"
@@ -42,11 +43,16 @@ class Builtin:
     path: Path
     scored: bool
     known_origin: str = ""  # a teacher-style pattern known for this data (the β page's known-origin panel)
+    # several teachers: each one's style pattern (the Corpus page's known-teacher panel)
+    known_teachers: dict[str, str] = field(default_factory=dict)
 
 
 BUILTINS: dict[str, Builtin] = {
     "demo": Builtin("Demo: lab lineage (distilled model's answers to unseen test questions)", DEMO_DIR / "corpus",
                     True, TEACHER_STYLE_RE.pattern),
+    "ensemble": Builtin("Lab: two teachers (answers of a model distilled from both, scored by each)",
+                        ENSEMBLE_DIR / "corpus", True,
+                        known_teachers=TEACHER_STYLES),
     "math500-subset": Builtin("MATH500 subset: 20 real Sky-T1 responses, scored", DATA_DIR / "math500_subset" / "corpus",
                               True),
     "lab-teacher-samples": Builtin("Lab: teacher samples (4 per training question, verified or not)",

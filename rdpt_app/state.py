@@ -97,6 +97,9 @@ def open_dataset(dataset_id: str) -> bool:
     # the β page's known-origin panel starts from the pattern known for this data (or none)
     st.session_state.known_origin_default = BUILTINS[dataset_id].known_origin if dataset_id in BUILTINS else ""
     st.session_state.pop("known_origin_pattern", None)  # a pattern belongs to the data it was typed for
+    known = BUILTINS[dataset_id].known_teachers if dataset_id in BUILTINS else {}
+    st.session_state.known_teachers_default = "\n".join(f"{name} = {pattern}" for name, pattern in known.items())
+    st.session_state.pop("known_teachers_text", None)
     if dataset_id == DEMO_ID:
         st.session_state.record_id = _longest_correct(loaded.corpus) or st.session_state.record_id
     return True

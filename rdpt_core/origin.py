@@ -138,6 +138,31 @@ ATTRIBUTION_BY_GAMMA_COLUMNS = ["gamma", "teacher", "n_marked", "attributed_to_i
                                 "attributed_to_another", "not_teacher_class", "precision"]
 
 
+GAMMA_GRID = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)  # attribution by γ: the lab's and the app's grid
+
+
+def parse_teacher_patterns(text: str) -> dict[str, str]:
+    """``name = regex`` per line (blank lines and ``#`` comments skipped) → teacher name →
+    pattern, for :func:`known_teachers`. A line without ``=``, an empty name or pattern, a
+    repeated name or a bad regex raises ValueError naming the line."""
+    patterns: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, pattern = line.partition("=")
+        name, pattern = name.strip(), pattern.strip()
+        if not sep or not name or not pattern:
+            raise ValueError(f"line {number}: write 'teacher name = regex', got {line.strip()!r}")
+        if name in patterns:
+            raise ValueError(f"line {number}: teacher {name!r} is given twice")
+        try:
+            compile_pattern(pattern)
+        except ValueError as err:
+            raise ValueError(f"line {number}: {err}") from err
+        patterns[name] = pattern
+    return patterns
+
+
 def known_teachers(texts: pd.Series, patterns: dict[str, str]) -> np.ndarray:
     """Per action, the teacher whose style marker opens it (``patterns``: teacher name → regex,
     as :func:`known_origin`), or :data:`NEITHER`. An action matching two teachers' patterns is

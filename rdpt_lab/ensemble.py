@@ -55,8 +55,7 @@ NARRATIVE_SAMPLES = "narrative_samples.jsonl"
 MIXED_ADAPTER = "mixed_distilled_adapter"
 MIXED_DISTILLED = "gemma3-270m-mixed-distilled"
 TRAJECTORIES, CORPUS, SCORES, ATTRIBUTION = "test_trajectories.jsonl", "corpus", "scores.parquet", "attribution.json"
-STYLES = {"steps": M.TEACHER_STYLE_RE.pattern, "narrative": M.NARRATIVE_STYLE_RE.pattern}
-GAMMAS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+STYLES = M.TEACHER_STYLES
 
 
 def narrative_pairs(problems: list[M.Problem]) -> list[tuple[str, str]]:
@@ -89,7 +88,7 @@ def attribution_summary(actions: pd.DataFrame, alpha: float = DEFAULT_ALPHA, bet
     """The attribution confusion table at (α, β, γ) and attribution by γ, against the styles."""
     known = origin.known_teachers(actions["text"], STYLES)
     confusion = origin.attribution_confusion(classify_table(actions, alpha, beta, gamma), known)
-    by_gamma = origin.attribution_by_gamma(actions, STYLES, alpha, beta, GAMMAS)
+    by_gamma = origin.attribution_by_gamma(actions, STYLES, alpha, beta, origin.GAMMA_GRID)
     return {"alpha": alpha, "beta": beta, "gamma": gamma, "styles": STYLES,
             "confusion": confusion.reset_index(names="attribution").round(4).to_dict(orient="records"),
             "by_gamma": by_gamma.round(4).to_dict(orient="records")}

@@ -326,6 +326,8 @@ def teacher_style(sentence: str) -> bool:
 
 NARRATIVE_STYLE_RE = re.compile(r"^\s*(?:First of all,|After that,|Following that,|To double-check,|"
                                 r"However, the question\b)")
+# the two-teacher lineage's known origins: teacher name → the style its sentences open with
+TEACHER_STYLES = {"steps": TEACHER_STYLE_RE.pattern, "narrative": NARRATIVE_STYLE_RE.pattern}
 NARRATIVE_RULE = ("a sentence is narrative-style when it starts with 'First of all,', 'After that,', "
                   "'Following that,', 'To double-check,' or 'However, the question' (none of which "
                   "starts a steps-style sentence)")

@@ -1,11 +1,13 @@
-"""The steps lineage's tables in docs/lab.md, generated from the committed artifacts.
+"""The lab lineages' tables in docs/lab.md, generated from the committed artifacts.
 
 Each table sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in the
 doc; :func:`fill` rewrites what is between the markers, so the doc cannot drift from
 ``demo/steps/`` (a test checks it does not): ``python -m rdpt_lab.report`` rewrites docs/lab.md.
 
-Inputs: ``manifest.json`` (accuracies, stage results, stage times), ``ground_truth.json`` (classes
-against the known teacher style) and ``selection/results.json`` (the selection experiment).
+Inputs: ``demo/steps/``: ``manifest.json`` (accuracies, stage results, stage times),
+``ground_truth.json`` (classes against the known teacher style) and ``selection/results.json``
+(the selection experiment); ``demo/ensemble/``: its ``manifest.json`` and ``attribution.json``
+(attributions against the known teacher).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rdpt_core.models import PROJECT_ROOT
 from . import multistep as M
 from .experiment import conclusion, results_markdown
 from .lineage import DEMO_SCORES, GROUND_TRUTH, STAGES, STEPS_DIR
+from .models import ENSEMBLE_DIR
 
 DOC = PROJECT_ROOT / "docs" / "lab.md"
 NOT_RUN = "_(not run yet)_\n"
@@ -76,24 +79,79 @@ def accuracy_table(manifest: Mapping[str, Any]) -> str:
     return out
 
 
-def training_table(manifest: Mapping[str, Any]) -> str:
-    """The two LoRA runs and the teacher's samples they rest on."""
+STEPS_RUNS = (("teacher", "teacher: SmolLM2-135M-Instruct + LoRA on solver solutions"),
+              ("distill", "distilled: Gemma-3-270M + LoRA on verified teacher samples"))
+ENSEMBLE_RUNS = (("narrative_teacher", "narrative teacher: SmolLM2-135M-Instruct + LoRA on narrative solutions"),
+                 ("mixed_distill", "mixed distilled: Gemma-3-270M + LoRA on one verified answer of each teacher"))
+
+
+def training_table(manifest: Mapping[str, Any], runs: Sequence[tuple[str, str]] = STEPS_RUNS,
+                   samples_stage: str = "samples", samples_label: str = "teacher samples (T = 0.7)") -> str:
+    """The LoRA runs and the teacher's samples they rest on."""
     stages = manifest.get("stages", {})
     rows = []
-    for name, what in (("teacher", "teacher: SmolLM2-135M-Instruct + LoRA on solver solutions"),
-                       ("distill", "distilled: Gemma-3-270M + LoRA on verified teacher samples")):
+    for name, what in runs:
         run = stages.get(name)
         if run:
             rows.append([what, run["examples"], run["steps"], f"{run['loss_first']:.3f} → {run['loss_last']:.3f}",
                          _minutes(run["seconds"])])
-    samples = stages.get("samples", {})
+    samples = stages.get(samples_stage, {})
     out = table_md(["run", "examples", "steps", "loss first → last", "time"], rows, [False, True, True, False, True]) \
         if rows else NOT_RUN
     if samples:
-        out += "\n" + table_md(["teacher samples (T = 0.7)", "verified (k/n) [95% Wilson]", "truncated"],
+        out += "\n" + table_md([samples_label, "verified (k/n) [95% Wilson]", "truncated"],
                             [[name, _acc(samples.get(name)), samples.get(name, {}).get("truncated", "–")]
                              for name in ("distillation", "heldout")], [False, True, True])
     return out
+
+
+def mixed_accuracy_table(manifest: Mapping[str, Any]) -> str:
+    """The mixed distilled model on the unseen test questions (greedy and sampled)."""
+    run = manifest.get("stages", {}).get("trajectories")
+    if not run:
+        return NOT_RUN
+    return table_md(["mixed distilled model, test questions", "correct (k/n) [95% Wilson]", "truncated"],
+                    [[kind, _acc(run.get(kind)), run.get(kind, {}).get("truncated", "–")]
+                     for kind in ("greedy", "sampled")], [False, True, True])
+
+
+def attribution_tables(attribution: Mapping[str, Any]) -> tuple[str, str]:
+    """The confusion table of attributions against the known teacher, and attribution by γ."""
+    confusion = attribution["confusion"]
+    known = [k for k in confusion[0] if k != "attribution" and not k.startswith("share_of_")]
+    rows = [[r["attribution"], *(r[k] for k in known), *(_pct(r[f"share_of_{k}"]) for k in known)] for r in confusion]
+    first = (f"α = {attribution['alpha']}, β = {attribution['beta']}, γ = {attribution['gamma']}; unit: sentences "
+             "(actions) of the two-teacher corpus, Unscored left out; columns: the known origin.\n\n"
+             + table_md(["attribution", *known, *(f"share of {k}" for k in known)], rows,
+                        [False, *[True] * (2 * len(known))]))
+    by_gamma = [[r["gamma"], r["teacher"], r["n_marked"], _pct(r["attributed_to_it"]), _pct(r["attributed_to_several"]),
+                 _pct(r["attributed_to_another"]), _pct(r["not_teacher_class"]), _pct(r["precision"])]
+                for r in attribution["by_gamma"]]
+    second = table_md(["γ", "teacher", "marked sentences", "to it", "to several", "to the other", "not Teacher/Boosted",
+                       "precision"], by_gamma, [True, False, *[True] * 6])
+    return first, second
+
+
+def ensemble_tables(out: Path) -> dict[str, str]:
+    """The two-teacher lineage's generated tables of docs/lab.md from its folder ``out``."""
+    from .ensemble import ATTRIBUTION, STAGES as ENSEMBLE_STAGES
+
+    manifest = _read(out / "manifest.json") or {}
+    attribution = _read(out / ATTRIBUTION)
+    confusion, by_gamma = attribution_tables(attribution) if attribution else (NOT_RUN, NOT_RUN)
+    return {
+        "ensemble-training": training_table(manifest, ENSEMBLE_RUNS, "narrative_samples",
+                                            "narrative teacher samples (T = 0.7)"),
+        "ensemble-accuracy": mixed_accuracy_table(manifest),
+        "ensemble-stages": stage_table(manifest, ENSEMBLE_STAGES),
+        "ensemble-confusion": confusion,
+        "ensemble-by-gamma": by_gamma,
+    }
+
+
+def doc_tables() -> dict[str, str]:
+    """Every generated table of docs/lab.md, from the committed lineages."""
+    return {**lineage_tables(STEPS_DIR), **ensemble_tables(ENSEMBLE_DIR)}
 
 
 def attempts_table(manifest: Mapping[str, Any]) -> str:
@@ -268,12 +326,11 @@ def fill(text: str, tables: Mapping[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rdpt_lab.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=STEPS_DIR, help="the lineage folder")
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
     text = args.doc.read_text(encoding="utf-8")
     with atomic_path(args.doc) as tmp:
-        tmp.write_text(fill(text, lineage_tables(args.out)), encoding="utf-8")
+        tmp.write_text(fill(text, doc_tables()), encoding="utf-8")
     print(f"wrote {args.doc}")
     return 0
 

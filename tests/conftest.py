@@ -106,12 +106,16 @@ class Reference:
     """Expected numbers computed the plain way: one full forward pass, a full log-softmax, and
     a character-count loop for the token → action rule. Shares no code with rdpt_core."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, adapter: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        if adapter is not None:  # a LoRA on the base: peft's own merge
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload().eval()
 
     def context(self, prompt: str) -> str:
         """docs/method.md §3 the plain way: the chat template when there is one, else "{prompt}\\n\\n"."""

@@ -784,3 +784,44 @@ def test_data_selection_offers_per_writer_quotas_for_answers_of_two_teachers():
     picks = frame_with(at, "n_teacher")
     assert picks["record_id"].tolist() == ["r1", "r4"] and picks["source"].tolist() == ["A", "B"]
     assert picks["n_teacher"].tolist() == [2, 2]
+
+
+def test_corpus_page_checks_attribution_against_known_teachers():
+    corpus = two_teacher_corpus()  # "Add …" is a's, "Then …" is b's, "So …" neither's
+    at = page("corpus", with_dataset(corpus.records, corpus, "two teachers")).run()
+    at.text_area(key="w_known_teachers_text").input("a = Add\nb = (").run()
+    assert any("line 2: invalid teacher-style pattern" in e.value for e in at.error)
+    at.text_area(key="w_known_teachers_text").input("a = Add\nb = Then").run()
+    assert not at.exception and not at.error
+    confusion = next(d.value for d in at.dataframe if "share_of_neither" in d.value.columns)
+    assert confusion[["a", "b", "neither"]].to_dict("index") == {
+        "Shared": {"a": 0, "b": 0, "neither": 1}, "a": {"a": 1, "b": 0, "neither": 0}, "b": {"a": 0, "b": 1, "neither": 0}}
+    by_gamma = next(d.value for d in at.dataframe if "attributed_to_it" in d.value.columns)
+    b = by_gamma[by_gamma.teacher == "b"].set_index("gamma")
+    # b's action beats a by 0.15: named at γ < 0.15, several teachers from γ = 0.15 on
+    assert b.loc[0.1, "attributed_to_it"] == 1.0 and b.loc[0.15, "attributed_to_several"] == 1.0
+    at.slider(key="w_gamma").set_value(0.2).run()
+    confusion = next(d.value for d in at.dataframe if "share_of_neither" in d.value.columns)
+    assert confusion.loc["Several teachers", "b"] == 1 and "b" not in confusion.index
+
+
+def test_the_two_teacher_lab_opens_with_its_ground_truth_attribution():
+    """Home → the built-in two-teacher corpus: γ in the sidebar, the explorer's teacher view,
+    and on the Corpus page the known-teacher table equal to the committed attribution.json
+    (which tests/test_ensemble.py recomputes from the committed action table)."""
+    from rdpt_lab.ensemble import ATTRIBUTION
+    from rdpt_lab.models import ENSEMBLE_DIR
+
+    at = app().run()
+    button(at, "home_open_ensemble").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["dataset_id"] == "ensemble" and at.slider(key="w_gamma").value == 0.1
+    at.radio(key="exp_colour_by").set_value("teacher").run()
+    assert set(teacher_legend(at)) == {"steps", "narrative", "Several teachers"}
+    at.switch_page("pages/corpus_page.py").run()
+    assert not at.exception
+    committed = json.loads((ENSEMBLE_DIR / ATTRIBUTION).read_text(encoding="utf-8"))
+    shown = next(d.value for d in at.dataframe if "share_of_neither" in d.value.columns)
+    want = {r["attribution"]: {k: v for k, v in r.items() if k != "attribution" and not k.startswith("share_of_")}
+            for r in committed["confusion"]}
+    assert shown[list(next(iter(want.values())))].to_dict("index") == want

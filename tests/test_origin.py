@@ -7,6 +7,7 @@ below, its class at α = 0.1 for β = 0.05, 0.2 and 0.6 (docs/method.md §7: Sha
 """
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -199,3 +200,15 @@ def test_attribution_by_gamma_by_hand():
     assert got.loc[(0.2, "narrative"), "attributed_to_it"] == 0.5 and got.loc[(0.2, "narrative"), "not_teacher_class"] == 0.5
     # precision: everything attributed to steps / narrative carries its marker
     assert got["precision"].tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_teacher_patterns_are_read_one_per_line_with_errors_naming_the_line():
+    from rdpt_core.origin import parse_teacher_patterns
+
+    text = "# styles\nsteps = Step \\d+ →\n\n  narrative=(?:After that|First of all),  \n"
+    assert parse_teacher_patterns(text) == {"steps": "Step \\d+ →", "narrative": "(?:After that|First of all),"}
+    assert parse_teacher_patterns("") == {}
+    for bad, where in (("steps Step", "line 1"), ("a = x\n= y", "line 2"), ("a = x\na = y", "line 2: teacher 'a' is given twice"),
+                       ("a = x\n\nb = (", "line 3: invalid teacher-style pattern '('")):
+        with pytest.raises(ValueError, match=re.escape(where)):
+            parse_teacher_patterns(bad)
