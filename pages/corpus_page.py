@@ -136,7 +136,7 @@ def report() -> str:
     table = classified(key, corpus, now.segmenter, now.alpha, now.beta, now.gamma)
     selection = response_features(table, now.beta) if has_candidates(table) else None
     return build_report(table, now.alpha, now.beta, report_settings, min_n=min_n, token_step=step,
-                        title=report_title, selection=selection)
+                        title=report_title, selection=selection, gamma=now.gamma)
 
 
 download(st, "Report (self-contained HTML)", report, "rdpt-report.html", "text/html", "corpus_dl_report",

@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--scores", required=True, type=_table_in, help="action table (.parquet or .csv)")
     report.add_argument("--alpha", type=_probability, default=DEFAULT_ALPHA)
     report.add_argument("--beta", type=_probability, default=DEFAULT_BETA)
+    report.add_argument("--gamma", type=_probability, default=DEFAULT_GAMMA,
+                        help="several teachers: margin for naming one (docs/method.md §18)")
     report.add_argument("--min-n", type=_non_negative_int, default=10,
                         help="flag positions with fewer responses (all are drawn; these are listed)")
     report.add_argument("--token-step", type=_positive_int, default=4000, help="x-axis marks every N tokens")
@@ -354,7 +356,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _start_outputs([args.out])
     page = build_report(table, args.alpha, args.beta, {"scores": str(args.scores)}, min_n=args.min_n,
                         token_step=args.token_step, title=args.title, selection=selection, sources=sources,
-                        seed=args.seed)
+                        seed=args.seed, gamma=args.gamma)
     with atomic_path(args.out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     print(f"report -> {args.out} ({len(page) // 1024} KiB)", file=sys.stderr)

@@ -17,7 +17,7 @@ from .charts import (
     agreement_chart, behaviour_chart, beta_histograms, chart_svg, counts_chart, length_difficulty_chart,
     length_histogram_chart, mean_probability_chart, position_chart, selection_chart,
 )
-from .provenance import UNSCORED, class_column, classify_table
+from .provenance import DEFAULT_GAMMA, UNSCORED, class_column, classify_table, teacher_colors, teacher_names
 from .render import highlighted_block
 
 _PAGE = """<!doctype html>
@@ -57,20 +57,23 @@ def build_report(
     actions: pd.DataFrame | None, alpha: float, beta: float, settings: Mapping[str, str] | None = None,
     betas: Sequence[float] | None = None, min_n: int = 10, token_step: int = 4000, n_examples: int = 3,
     title: str = "RDPT report", selection: pd.DataFrame | None = None, sources: pd.DataFrame | None = None,
-    seed: int = 0,
+    seed: int = 0, gamma: float = DEFAULT_GAMMA,
 ) -> str:
     """The report as an HTML string. ``actions``: the scored action table (not yet classified);
     ``selection``: per-response features (:func:`rdpt_core.selection.response_features` at β);
     ``sources``: reference-model response table (:func:`rdpt_core.sources.response_table`).
-    Each part appears when its data is given."""
+    Each part appears when its data is given. ``gamma`` matters for several named teachers only
+    (docs/method.md §18): then the settings list it and a section shows which teacher."""
     known = {f"model ({role})": label for role, label in (actions.attrs.get("models", {}) if actions is not None
                                                             else {}).items()}
     if actions is not None and "segmenter" in actions.attrs:
         known["segmenter"] = actions.attrs["segmenter"]
-    settings = {"alpha": f"{alpha:.3f}", "beta": f"{beta:.3f}", **known, **(settings or {})}
+    several = actions is not None and len(teacher_names(actions)) >= 2
+    settings = {"alpha": f"{alpha:.3f}", "beta": f"{beta:.3f}", **({"gamma": f"{gamma:.3f}"} if several else {}),
+                **known, **(settings or {})}
     parts = ["<h2>Settings</h2>", _table(pd.DataFrame(list(settings.items()), columns=["setting", "value"]))]
     if actions is not None:
-        parts += _provenance_sections(actions, alpha, beta, betas, min_n, token_step, n_examples)
+        parts += _provenance_sections(actions, alpha, beta, gamma, betas, min_n, token_step, n_examples)
     if selection is not None:
         parts += _selection_section(selection, beta, seed)
     if sources is not None:
@@ -83,13 +86,14 @@ def _missing(section: str, reason: str) -> list[str]:
     return [f'<p class="muted missing" data-missing="{html.escape(section)}">{html.escape(reason)}</p>']
 
 
-def _provenance_sections(actions: pd.DataFrame, alpha: float, beta: float, betas: Sequence[float] | None,
-                         min_n: int, token_step: int, n_examples: int) -> list[str]:
-    table = classify_table(actions, alpha, beta)
+def _provenance_sections(actions: pd.DataFrame, alpha: float, beta: float, gamma: float,
+                         betas: Sequence[float] | None, min_n: int, token_step: int, n_examples: int) -> list[str]:
+    table = classify_table(actions, alpha, beta, gamma)
     column = class_column(table)
     n_scored = int((table[column] != UNSCORED).sum())
     return [f"<p>{table.record_id.nunique()} responses, {len(table)} actions, {n_scored} of them scored.</p>",
             *_position_section(table, column, min_n, token_step),
+            *(_teacher_section(table, gamma, min_n, token_step) if "teacher_of" in table.columns else []),
             *_means_section(table, min_n),
             *_correct_section(table, column),
             *_beta_section(actions, alpha, betas, column),
@@ -112,6 +116,22 @@ def _position_section(table: pd.DataFrame, column: str, min_n: int, token_step: 
     return parts + [_chart(position_chart(curves, stats.token_marks(table, token_step), min_n=min_n), "curves"),
                     _chart(counts_chart(curves, min_n=min_n), "counts"),
                     *_note(stats.thin_positions_note(curves, min_n))]
+
+
+def _teacher_section(table: pd.DataFrame, gamma: float, min_n: int, token_step: int) -> list[str]:
+    """Several teachers: per-teacher curves and how the Teacher actions split among teachers."""
+    parts = [f"<h2>Which teacher (γ = {gamma:.2f})</h2>"]
+    colors = teacher_colors(teacher_names(table))
+    curves = stats.teacher_position_curves(table, min_n)
+    curves = curves[curves["cls"].isin(list(colors))]
+    if not curves.empty:
+        parts.append(_chart(position_chart(curves, stats.token_marks(table, token_step), min_n=min_n, colors=colors),
+                            "teacher-curves"))
+    shares = stats.teacher_shares(table)
+    if shares.empty:
+        return parts + _missing("teachers", "No action is of class Teacher: no split among the teachers.")
+    return parts + [_table(shares), *_note("share: of all Teacher actions (pooled); mean_response_share: the mean "
+                                           "over responses of the teacher's share of that response's Teacher actions.")]
 
 
 def _means_section(table: pd.DataFrame, min_n: int) -> list[str]:

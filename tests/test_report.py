@@ -214,3 +214,27 @@ def test_the_beta_tuning_page_explains_a_one_class_corpus_instead_of_failing():
     assert not at.exception, [e.value for e in at.exception]
     assert any("Only one class (Shared)" in i.value for i in at.info)
     assert not at.success and len(at.get("vega_lite_chart")) == 1  # the histograms, no suggestion
+
+
+def _teacher_counts(page: str) -> dict[str, str]:
+    """Label → Teacher actions of the report's teacher-split table (its first two cells a row)."""
+    section = page[page.index("Which teacher"):page.index("Mean probability by position")]
+    return dict(re.findall(r"<tr>\s*<td>([^<]+)</td>\s*<td>(\d+)</td>", section))
+
+
+def test_a_several_teacher_report_says_which_teacher_at_gamma():
+    # two responses; per action p of teachers a and <b>, student, distilled. Teacher actions (β 0.1):
+    # r1 #0 (a by 0.6), r1 #1 (<b> by 0.15), r2 #0 (a by 0.5). At γ = 0.1: a 2, <b> 1; at γ = 0.2:
+    # a 2, several 1. r2 #1 is Shared.
+    table = pd.DataFrame({
+        "record_id": ["r1", "r1", "r2", "r2"], "question_id": ["q1", "q1", "q2", "q2"], "action_index": [0, 1, 0, 1],
+        "text": ["A.", " B.", " C.", " D."], "kind": "sentence", "correct": [True, True, False, False],
+        "n_tokens_student": 2, "cum_tokens": [2, 4, 2, 4],
+        "p_teacher_a": [0.9, 0.6, 0.8, 0.3], "p_teacher_<b>": [0.3, 0.75, 0.3, 0.3],
+        "p_student": [0.1, 0.2, 0.1, 0.3], "p_distilled": [0.6, 0.5, 0.6, 0.3],
+    })
+    page = build_report(table, 0.1, 0.1, title="two teachers")
+    assert "<h2>Which teacher (γ = 0.10)</h2>" in page and 'data-chart="teacher-curves"' in page
+    assert re.search(r"<td>gamma</td>\s*<td>0.100</td>", page)
+    assert _teacher_counts(page) == {"a": "2", "&lt;b&gt;": "1"} and "p_teacher_<b>" not in page
+    assert _teacher_counts(build_report(table, 0.1, 0.1, gamma=0.2)) == {"Several teachers": "1", "a": "2"}
