@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rdpt_core import origin
+from rdpt_core import origin, stats
 from rdpt_core.cache import TokenCache
 from rdpt_core.models import ModelSpec, resolve_spec
 from rdpt_core.provenance import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, classify_table
@@ -85,12 +85,20 @@ def ensemble_specs(out: Path = ENSEMBLE_DIR, steps: Path = STEPS_DIR) -> dict[st
 
 def attribution_summary(actions: pd.DataFrame, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
                         gamma: float = DEFAULT_GAMMA) -> dict:
-    """The attribution confusion table at (α, β, γ) and attribution by γ, against the styles."""
+    """Against the styles: the attribution confusion table at (α, β, γ), the same at the β that
+    docs/method.md §10 suggests for this corpus (its grid, α fixed; None when it suggests none),
+    and attribution by γ at β."""
     known = origin.known_teachers(actions["text"], STYLES)
-    confusion = origin.attribution_confusion(classify_table(actions, alpha, beta, gamma), known)
+
+    def confusion_at(b: float) -> list[dict]:
+        table = origin.attribution_confusion(classify_table(actions, alpha, b, gamma), known)
+        return table.reset_index(names="attribution").round(4).to_dict(orient="records")
+
+    suggested = stats.suggest_beta(stats.beta_overlaps(actions, alpha, stats.beta_grid()))
     by_gamma = origin.attribution_by_gamma(actions, STYLES, alpha, beta, origin.GAMMA_GRID)
-    return {"alpha": alpha, "beta": beta, "gamma": gamma, "styles": STYLES,
-            "confusion": confusion.reset_index(names="attribution").round(4).to_dict(orient="records"),
+    return {"alpha": alpha, "beta": beta, "gamma": gamma, "styles": STYLES, "confusion": confusion_at(beta),
+            "suggested_beta": suggested,
+            "confusion_at_suggested_beta": None if suggested is None else confusion_at(suggested),
             "by_gamma": by_gamma.round(4).to_dict(orient="records")}
 
 

@@ -115,15 +115,26 @@ def mixed_accuracy_table(manifest: Mapping[str, Any]) -> str:
                      for kind in ("greedy", "sampled")], [False, True, True])
 
 
-def attribution_tables(attribution: Mapping[str, Any]) -> tuple[str, str]:
-    """The confusion table of attributions against the known teacher, and attribution by γ."""
-    confusion = attribution["confusion"]
+def _attribution_confusion(confusion: Sequence[Mapping[str, Any]], alpha: object, beta: object, gamma: object) -> str:
     known = [k for k in confusion[0] if k != "attribution" and not k.startswith("share_of_")]
     rows = [[r["attribution"], *(r[k] for k in known), *(_pct(r[f"share_of_{k}"]) for k in known)] for r in confusion]
-    first = (f"α = {attribution['alpha']}, β = {attribution['beta']}, γ = {attribution['gamma']}; unit: sentences "
-             "(actions) of the two-teacher corpus, Unscored left out; columns: the known origin.\n\n"
-             + table_md(["attribution", *known, *(f"share of {k}" for k in known)], rows,
-                        [False, *[True] * (2 * len(known))]))
+    return (f"α = {alpha}, β = {beta}, γ = {gamma}; unit: sentences (actions) of the two-teacher corpus, "
+            "Unscored left out; columns: the known origin.\n\n"
+            + table_md(["attribution", *known, *(f"share of {k}" for k in known)], rows,
+                       [False, *[True] * (2 * len(known))]))
+
+
+def attribution_tables(attribution: Mapping[str, Any]) -> tuple[str, str]:
+    """The confusion tables of attributions against the known teacher (at β, and at the β that
+    §10 suggests when it differs), and attribution by γ."""
+    a, g = attribution["alpha"], attribution["gamma"]
+    first = _attribution_confusion(attribution["confusion"], a, attribution["beta"], g)
+    suggested = attribution.get("suggested_beta")
+    if suggested is not None and suggested != attribution["beta"]:
+        first += (f"\nAt the β that method §10 suggests for this corpus ({suggested}):\n\n"
+                  + _attribution_confusion(attribution["confusion_at_suggested_beta"], a, suggested, g))
+    elif suggested is not None:
+        first += "\nMethod §10 suggests this same β for this corpus.\n"
     by_gamma = [[r["gamma"], r["teacher"], r["n_marked"], _pct(r["attributed_to_it"]), _pct(r["attributed_to_several"]),
                  _pct(r["attributed_to_another"]), _pct(r["not_teacher_class"]), _pct(r["precision"])]
                 for r in attribution["by_gamma"]]

@@ -63,3 +63,18 @@ def test_attempts_table_lists_earlier_teachers_with_their_accuracy():
     lo, hi = _summary(13, 100)["wilson95"]
     assert report.attempts_table(manifest).splitlines()[2] == \
         f"| 1 | first | 13.0% (13/100) [{100 * lo:.1f}%, {100 * hi:.1f}%] | misread |"
+
+
+def test_attribution_tables_show_both_betas_and_the_gamma_rows():
+    row = {"attribution": "steps", "steps": 3, "neither": 1, "share_of_steps": 0.75, "share_of_neither": 0.5}
+    gamma_row = {"gamma": 0.1, "teacher": "steps", "n_marked": 4, "attributed_to_it": 0.75,
+                 "attributed_to_several": 0.25, "attributed_to_another": 0.0, "not_teacher_class": 0.0,
+                 "precision": float("nan")}
+    data = {"alpha": 0.1, "beta": 0.1, "gamma": 0.1, "confusion": [row], "suggested_beta": 0.15,
+            "confusion_at_suggested_beta": [{**row, "steps": 2}], "by_gamma": [gamma_row]}
+    confusion, by_gamma = report.attribution_tables(data)
+    assert "| steps | 3 | 1 | 75.0% | 50.0% |" in confusion and "suggests for this corpus (0.15)" in confusion
+    assert "| steps | 2 | 1 | 75.0% | 50.0% |" in confusion
+    assert by_gamma.splitlines()[2] == "| 0.1 | steps | 4 | 75.0% | 25.0% | 0.0% | 0.0% | – |"
+    same, _ = report.attribution_tables({**data, "suggested_beta": 0.1})
+    assert "suggests this same β" in same and same.count("| steps |") == 1
