@@ -77,4 +77,4 @@ def test_attribution_tables_show_both_betas_and_the_gamma_rows():
     assert "| steps | 2 | 1 | 75.0% | 50.0% |" in confusion
     assert by_gamma.splitlines()[2] == "| 0.1 | steps | 4 | 75.0% | 25.0% | 0.0% | 0.0% | – |"
     same, _ = report.attribution_tables({**data, "suggested_beta": 0.1})
-    assert "suggests this same β" in same and same.count("| steps |") == 1
+    assert "suggests this same β" in same and same.count("\n| steps | ") == 1
