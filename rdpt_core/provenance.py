@@ -41,10 +41,12 @@ CLASS_COLORS: dict[str, str] = {
     COMMON: "#CC79A7",
     UNSCORED: "#FFFFFF",
 }
-# Several teachers (§18): one colour each, from the rest of the Okabe–Ito set first (in the
-# explorer's teacher view only attributed actions are coloured, so the class hues may follow);
-# actions no single teacher claims get black (a grey tint).
-TEACHER_COLORS = ("#0072B2", "#D55E00", "#CC79A7", "#009E73", "#E69F00", "#56B4E9", "#F0E442")
+# Several teachers (§18): one Okabe–Ito colour each (in the explorer's teacher view only the
+# attributed actions are coloured, so the class hues can be reused), ordered so that each next
+# teacher's tint stays farthest from those before it, from "Several teachers" (black: a grey
+# tint) and from an uncoloured action, under simulated protan, deutan and tritan vision
+# (tests/test_render.py measures it: ΔE ≥ 15 for two teachers, ≥ 9 for three).
+TEACHER_COLORS = ("#0072B2", "#D55E00", "#E69F00", "#56B4E9", "#F0E442", "#CC79A7", "#009E73")
 SEVERAL_COLOR = "#000000"
 DEFAULT_ALPHA = 0.1
 DEFAULT_BETA = 0.1

@@ -3,6 +3,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from rdpt_core.explore import with_margins
 from rdpt_core.provenance import CLASS_COLORS, classify_table
@@ -249,3 +250,47 @@ def test_the_teacher_view_needs_attributions():
     else:
         raise AssertionError("a single-teacher table has no teacher view")
     assert "rdpt-by-teacher" not in highlighted_block(single) and "data-teacher" not in highlighted_block(single)
+
+
+# Machado, Oliveira & Fernandes (2009) dichromat simulation at severity 1, on linear RGB
+CVD = {
+    "normal": np.eye(3),
+    "protan": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                        [-0.003882, -0.048116, 1.051998]]),
+    "deutan": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                        [-0.011820, 0.042940, 0.968881]]),
+    "tritan": np.array([[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                        [0.004733, 0.691367, 0.303900]]),
+}
+
+
+def seen_lab(background: str, vision: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of an ``rgba(r, g, b, a)`` background over white, as a dichromat sees it."""
+    r, g, b, a = (float(x) for x in re.findall(r"[\d.]+", background))
+    srgb = (a * np.array([r, g, b]) + (1 - a) * 255) / 255
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ np.clip(
+        vision @ linear, 0, 1)
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 216 / 24389, np.cbrt(t), (24389 / 27 * t + 16) / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+@pytest.mark.parametrize("n_teachers, least", [(2, 15.0), (3, 9.0)])
+def test_teacher_colours_stay_apart_for_colour_vision_deficiencies(n_teachers, least):
+    """The backgrounds the teacher view draws (each teacher, Several teachers, uncoloured), as
+    seen with each dichromacy: every pair at least ``least`` apart in CIELAB ΔE (2.3 is a just
+    noticeable difference)."""
+    names = [f"t{i}" for i in range(n_teachers)]
+    rows = pd.DataFrame({
+        "action_index": range(n_teachers + 2), "text": "x", "kind": "sentence",
+        **{f"p_teacher_{n}": 0.5 for n in names}, "p_teacher": 0.9, "p_student": 0.1, "p_distilled": 0.5,
+        "best_teacher": "t0", "teacher_margin": 0.5, "cls": ["Teacher"] * (n_teachers + 1) + ["Student"],
+        "teacher_of": [*names, "Several teachers", None]})
+    backgrounds = re.findall(r'style="background:([^"]+)"', response_html(rows, by="teacher"))
+    backgrounds = [b if b != "transparent" else "rgba(255, 255, 255, 1)" for b in backgrounds]
+    assert len(set(backgrounds)) == n_teachers + 2
+    for vision, matrix in CVD.items():
+        labs = [seen_lab(b, matrix) for b in backgrounds]
+        closest = min(np.linalg.norm(x - y) for i, x in enumerate(labs) for y in labs[i + 1:])
+        assert closest >= least, (vision, round(float(closest), 2))
