@@ -825,3 +825,14 @@ def test_the_two_teacher_lab_opens_with_its_ground_truth_attribution():
     want = {r["attribution"]: {k: v for k, v in r.items() if k != "attribution" and not k.startswith("share_of_")}
             for r in committed["confusion"]}
     assert shown[list(next(iter(want.values())))].to_dict("index") == want
+
+
+@pytest.mark.parametrize("name", ["home", "explorer", "corpus", "beta_tuning", "models", "trajectories",
+                                  "data_selection", "sources"])
+def test_every_page_opens_on_a_two_teacher_corpus_with_gamma_beside_alpha_and_beta(name):
+    corpus = two_teacher_corpus()
+    at = with_dataset(corpus.records, corpus, "two teachers")
+    at = (at if name == "home" else page(name, at)).run()  # home is where the app opens
+    assert not at.exception, [e.value for e in at.exception]
+    sliders = [s.key for s in at.sidebar.slider]
+    assert sliders == ["w_alpha", "w_beta", "w_gamma"]
