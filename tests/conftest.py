@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "skythought"
@@ -17,6 +18,12 @@ DATA = REPO / "data" / "skythought"
 # these tests elsewhere).
 LAB = Path(os.environ.get("RDPT_DEMO_DIR", REPO / "demo" / "steps"))
 DEMO = LAB / "corpus"
+
+
+# Property tests check results, not speed: no per-example deadline (a loaded 2-core CI box ran
+# one example past hypothesis' 200 ms default and failed a correct test as flaky).
+settings.register_profile("rdpt", deadline=None)
+settings.load_profile("rdpt")
 
 
 @pytest.fixture(scope="session", autouse=True)
