@@ -77,6 +77,9 @@ def load_corpus(directory: str | Path) -> ScoredCorpus:
     meta = json.loads((directory / "corpus.json").read_text())
     records = load_records(directory / "records.jsonl").records
     tokens = tokens_from_frame(pd.read_parquet(directory / "tokens.parquet"))
+    # roles in the job's order, as ``models`` lists them (the token file is sorted by role): the
+    # order of several named teachers decides columns, ties of the best teacher and colours
+    tokens = {**{role: tokens[role] for role in meta["models"] if role in tokens}, **tokens}
     return ScoredCorpus(records, tokens, tuple(meta["markers"]), meta["models"],
                         _fingerprints(meta, directory / "corpus.json"))
 

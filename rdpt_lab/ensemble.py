@@ -6,7 +6,7 @@ narrative marker: teacher B, neither).
 
 Outputs under ``demo/ensemble/``; the steps lineage (``demo/steps/``) supplies the questions
 and teacher A. Each stage is skipped when its outputs exist, so an interrupted run resumes
-(training checkpoints every few steps). Built so far:
+(training checkpoints every few steps). The stages:
 
 1. narrative_teacher – SmolLM2-135M-Instruct + LoRA on the narrative solutions, with the steps
    teacher's LoRA settings and seed;
@@ -20,7 +20,7 @@ and teacher A. Each stage is skipped when its outputs exist, so an interrupted r
 6. attribution – the attribution confusion table against the known origin at α = β = γ = 0.1,
    and attribution by γ (docs/method.md §18).
 
-Stages 2–6 are written, not yet run.
+Results and what they show: docs/lab.md, "Two teachers".
 """
 
 from __future__ import annotations

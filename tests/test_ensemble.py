@@ -113,3 +113,18 @@ def test_the_committed_attribution_is_recomputed_from_the_committed_action_table
     assert recomputed == json.loads((ENSEMBLE_DIR / ATTRIBUTION).read_text(encoding="utf-8"))
     from_corpus = load_corpus(ENSEMBLE_DIR / CORPUS).actions("paper")
     pd.testing.assert_frame_equal(from_corpus.reset_index(drop=True), scores, check_dtype=False)
+
+
+def test_the_committed_two_teacher_scores_belong_to_the_committed_models():
+    """The fingerprints stored with the corpus are those of the four models as a clean clone
+    has them, so the app and the CLI read these scores instead of scoring again."""
+    import json
+
+    from rdpt_core.models import fingerprint
+    from rdpt_lab.ensemble import CORPUS, ensemble_specs
+    from rdpt_lab.models import ENSEMBLE_DIR
+
+    recorded = json.loads((ENSEMBLE_DIR / CORPUS / "corpus.json").read_text())["fingerprints"]
+    specs = ensemble_specs()
+    assert list(recorded) == ["teacher_steps", "teacher_narrative", "student", "distilled"]
+    assert {role: fingerprint(specs[role], "float32") for role in recorded} == recorded

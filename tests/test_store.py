@@ -43,6 +43,22 @@ def test_round_trip_rebuilds_the_same_action_tables(tmp_path):
     assert again.actions("paragraph")["text"].tolist() == ["One. Two.", "<eos>", "Three.", "\n\nFour."]
 
 
+def test_named_teachers_keep_their_job_order_through_a_save(tmp_path):
+    """Role order decides the columns, which of two tied teachers is 'best' and each teacher's
+    colour: a round trip must not sort the roles (the token file is stored sorted by role)."""
+    rec = Record("a", "q", "P", "One. Two.", True, "D")
+    tie = scores([[0, 4], [4, 9]], [0.5, 0.5])
+    tokens = {"teacher_zed": {"a": tie}, "teacher_amy": {"a": tie}, "student": {"a": scores([[0, 9]], [0.1])}}
+    corpus = ScoredCorpus([rec], tokens, (), {"teacher_zed": "Z", "teacher_amy": "A", "student": "S"})
+    save_corpus(corpus, tmp_path)
+    again = load_corpus(tmp_path)
+    assert list(again.tokens) == ["teacher_zed", "teacher_amy", "student"]
+    table = again.actions("paper")
+    pd.testing.assert_frame_equal(table, corpus.actions("paper"))
+    assert [c for c in table.columns if c.startswith("p_teacher_")] == ["p_teacher_zed", "p_teacher_amy"]
+    assert table["best_teacher"].tolist() == ["zed", "zed"]  # a tie goes to the first in job order
+
+
 def test_the_scores_identity_is_saved_with_the_corpus_and_checked_when_read(tmp_path):
     import json
 
