@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from altair.utils.schemapi import debug_mode
 
-from .provenance import CLASS_COLORS, CLASSES_3, CLASSES_4, UNSCORED
+from .provenance import CLASS_COLORS, CLASSES_3, CLASSES_4, UNSCORED, teacher_names
 
 ROLE_COLORS = {"teacher": "#009E73", "student": "#0072B2", "distilled": "#D55E00"}
 ROLE_LABELS = {"teacher": "p_T (teacher)", "student": "p_S (student)", "distilled": "p_D (distilled)"}
@@ -125,6 +125,8 @@ def response_chart(actions: pd.DataFrame, column: str = "cls", height: int = 320
     background bands coloured by class; tooltips on every point (the bands: all three
     probabilities and their differences); drag to pan, wheel to zoom."""
     roles = [r for r in ROLE_COLORS if f"p_{r}" in actions.columns]
+    # several teachers (docs/method.md §18): p_T is the best teacher's
+    labels = {**ROLE_LABELS, "teacher": "p_T (best teacher)"} if len(teacher_names(actions)) >= 2 else ROLE_LABELS
     data = actions.sort_values("action_index").assign(
         x0=lambda d: d["action_index"] - 0.5, x1=lambda d: d["action_index"] + 0.5,
         snippet=lambda d: d["text"].str.strip().str.slice(0, 80),
@@ -147,12 +149,12 @@ def response_chart(actions: pd.DataFrame, column: str = "cls", height: int = 320
     long = data.melt(
         id_vars=["action_index", column, "snippet"], value_vars=[f"p_{r}" for r in roles],
         var_name="role", value_name="p",
-    ).assign(model=lambda d: d["role"].str.removeprefix("p_").map(ROLE_LABELS))
+    ).assign(model=lambda d: d["role"].str.removeprefix("p_").map(labels))
     lines = alt.Chart(_data(long)).mark_line(point=alt.OverlayMarkDef(size=18, filled=True)).encode(
         x="action_index:Q",
         y=alt.Y("p:Q", title="action probability", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", scale=alt.Scale(
-            domain=[ROLE_LABELS[r] for r in roles], range=[ROLE_COLORS[r] for r in roles]), title="model"),
+            domain=[labels[r] for r in roles], range=[ROLE_COLORS[r] for r in roles]), title="model"),
         tooltip=[alt.Tooltip("action_index:Q", title="action", format="d"), "model:N",
                  alt.Tooltip("p:Q", format=".3f"), alt.Tooltip(f"{column}:N", title="class"), "snippet:N"],
     )

@@ -815,7 +815,11 @@ def test_the_two_teacher_lab_opens_with_its_ground_truth_attribution():
     at = app().run()
     button(at, "home_open_ensemble").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.session_state["dataset_id"] == "ensemble" and at.slider(key="w_gamma").value == 0.1
+    assert at.session_state["dataset_id"] == "ensemble"
+    # after an in-script st.switch_page AppTest runs the page without app.py (no sidebar), which
+    # a browser never does (tests/test_browser.py): go on from the link the button leads to
+    at = page("explorer", dataset="ensemble").run()
+    assert at.slider(key="w_gamma").value == 0.1
     at.radio(key="exp_colour_by").set_value("teacher").run()
     assert set(teacher_legend(at)) == {"steps", "narrative", "Several teachers"}
     at.switch_page("pages/corpus_page.py").run()

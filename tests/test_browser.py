@@ -331,6 +331,48 @@ def test_explorer_in_chromium_colours_by_teacher_and_gamma_moves_them(server, br
     page.close()
 
 
+LEGEND_TEXTS_JS = r"""
+() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]')).map(
+  c => Array.from(c.querySelectorAll('g.role-legend text')).map(t => t.textContent))
+"""
+
+
+def test_the_two_teacher_lab_in_chromium_draws_per_teacher_curves_and_its_ground_truth(server, browser):
+    """The built-in two-teacher corpus on the Corpus page at 1400×900: the per-teacher curves
+    chart measured like every chart (plot height, legends inside the viewport, no overlapping
+    labels), its legend naming both teachers, its SVG download, and the ground-truth table."""
+    url, _ = server
+    page = open_page(browser, url, "corpus", "?dataset=ensemble")
+    page.get_by_text("Against known teachers").first.wait_for(timeout=90_000)
+    page.get_by_text("Attribution against the known teacher").first.wait_for(timeout=90_000)
+    wait_charts_settled(page)
+    charts = check_charts(page, "corpus-ensemble")
+    legends = page.evaluate(LEGEND_TEXTS_JS)
+    teacher = [i for i, texts in enumerate(legends) if "narrative" in texts and "steps" in texts]
+    assert len(teacher) == 1, legends
+    assert teacher[0] in {c["index"] for c in charts}  # measured, not only present
+    shoot(page, "corpus-ensemble")
+    got: dict[str, bytes] = {}
+    download_visible(page, got)
+    for name, body in got.items():
+        check_file(name, body)
+    assert {"rdpt-teacher-curves.svg", "rdpt-teacher-curves.png", "rdpt-report.html"} <= set(got)
+    assert "narrative" in got["rdpt-teacher-curves.svg"].decode()
+    assert "Which teacher (γ = 0.10)" in got["rdpt-report.html"].decode()
+    page.close()
+    # the explorer's teacher view of the same corpus: every attributed span in its teacher's colour
+    page = open_page(browser, url, "explorer", "?dataset=ensemble")
+    page.locator('[data-testid="stRadio"] label', has_text="teacher").first.click()
+    wait_idle(page)
+    spans = teacher_spans(page)
+    colours = {"steps": "rgba(0, 114, 178, 0.35)", "narrative": "rgba(213, 94, 0, 0.35)",
+               "Several teachers": "rgba(0, 0, 0, 0.35)"}
+    assert any(t is not None for t, _ in spans)
+    assert all(bg == colours[t] for t, bg in spans if t is not None), spans
+    shoot(page, "explorer-ensemble-by-teacher")
+    page.close()
+
+
 def test_a_user_uploads_a_file_and_a_reload_keeps_it(server, browser):
     """Upload in Chromium: a file whose columns say nothing is refused until mapped; a good file
     becomes a saved dataset that a reload keeps, and its link opens it in the explorer."""

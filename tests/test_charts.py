@@ -393,3 +393,9 @@ def test_position_chart_draws_the_series_it_is_given_colours_for():
     assert scales and all(s == {"domain": ["narrative", "steps"], "range": ["#D55E00", "#0072B2"]} for s in scales)
     rows = [r for d in spec["datasets"].values() for r in d if "cls" in r]
     assert {r["cls"] for r in rows} == {"narrative", "steps"}  # Shared and Student are not drawn
+
+
+def test_response_chart_names_the_best_teacher_when_there_are_several():
+    two = sample().assign(p_teacher_a=0.5, p_teacher_b=0.4)
+    models = {r["model"] for d in response_chart(two).to_dict()["datasets"].values() for r in d if "model" in r}
+    assert models == {"p_T (best teacher)", "p_S (student)", "p_D (distilled)"}
