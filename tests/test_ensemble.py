@@ -88,6 +88,7 @@ def test_the_committed_two_teacher_corpus_equals_a_plain_transformers_recomputat
     assert len(got) == len(want["student"]) >= 10
     for role, p in want.items():
         diff = np.nanmax(np.abs(got[f"p_{role}"].to_numpy() - np.array(p)))
+        print(f"{role}: {len(p)} actions, max |Δp| = {diff:.1e}")  # shown with pytest -rP
         assert np.allclose(got[f"p_{role}"], p, atol=1e-4, rtol=0, equal_nan=True), (role, float(diff))
     steps, narrative = np.array(want["teacher_steps"]), np.array(want["teacher_narrative"])
     assert np.allclose(got["p_teacher"], np.maximum(steps, narrative), atol=1e-4)
