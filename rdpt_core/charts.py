@@ -17,8 +17,10 @@ settings.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -174,10 +176,29 @@ def chart_png(chart: alt.TopLevelMixin | dict[str, Any], scale: float = 2.0) -> 
 
 
 def chart_svg(chart: alt.TopLevelMixin | dict[str, Any]) -> str:
-    """The chart (or its Vega-Lite spec) as an SVG document."""
+    """The chart (or its Vega-Lite spec) as an SVG document, the same bytes for the same chart
+    (:func:`number_clip_paths`)."""
     import vl_convert as vlc
 
-    return vlc.vegalite_to_svg(_json(chart))
+    return number_clip_paths(vlc.vegalite_to_svg(_json(chart)))
+
+
+# vl-convert numbers clip paths on from every chart the process has rendered (clip1…, later
+# clip79…), so the same chart gave other bytes later in a process. Only the attributes Vega
+# writes are matched: data text inside an attribute has its quotes escaped, so it cannot match.
+_CLIP_ID = re.compile(r'(?<=clip-path="url\(#clip)\d+(?=\)")|(?<=<clipPath id="clip)\d+(?=")')
+_SVG_START = re.compile(r"(?=<svg[\s>])")
+
+
+def number_clip_paths(document: str) -> str:
+    """Clip-path ids numbered 1, 2, … in order of appearance, each ``<svg>`` of ``document``
+    on from the last one's (ids stay unique in a page holding several charts)."""
+    numbers = itertools.count(1)
+    parts = []
+    for part in _SVG_START.split(document):
+        mapping: dict[str, str] = {}
+        parts.append(_CLIP_ID.sub(lambda m: mapping.setdefault(m[0], str(next(numbers))), part))
+    return "".join(parts)
 
 
 _DASH = alt.Scale(domain=["correct", "incorrect"], range=[[1, 0], [6, 4]])

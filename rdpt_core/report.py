@@ -14,7 +14,7 @@ from .behaviours import behaviour_mix
 from . import selection as sel
 from . import sources as src
 from .charts import (
-    agreement_chart, behaviour_chart, beta_histograms, chart_svg, counts_chart, length_difficulty_chart,
+    agreement_chart, behaviour_chart, beta_histograms, chart_svg, counts_chart, length_difficulty_chart, number_clip_paths,
     length_histogram_chart, mean_probability_chart, position_chart, selection_chart,
 )
 from .provenance import DEFAULT_GAMMA, UNSCORED, class_column, classify_table, teacher_colors, teacher_names
@@ -78,7 +78,7 @@ def build_report(
         parts += _selection_section(selection, beta, seed)
     if sources is not None:
         parts += _sources_section(sources)
-    return _PAGE.format(title=html.escape(title), body="\n".join(parts))
+    return number_clip_paths(_PAGE.format(title=html.escape(title), body="\n".join(parts)))
 
 
 def _missing(section: str, reason: str) -> list[str]:

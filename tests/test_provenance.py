@@ -154,8 +154,9 @@ def test_a_single_teacher_table_gets_no_several_teacher_columns():
 def test_single_teacher_outputs_are_byte_identical_to_before_several_teachers(tmp_path):
     """Action table, classify CLI, explorer HTML, curves, correct vs incorrect, report and
     selection of the lab's single-teacher corpora, hashed against what the commit before
-    several teachers (d508120) wrote from the same inputs. In a fresh process, as the hashes
-    were made: vl-convert numbers the SVG clip paths on from every chart the process rendered."""
+    several teachers (d508120) wrote from the same inputs, run as a script in a fresh process
+    as the hashes were made (d508120's reports were the same bytes only there: vl-convert
+    numbered SVG clip paths on per process; rdpt_core.charts.number_clip_paths now fixes it)."""
     import hashlib
     import json
     import subprocess

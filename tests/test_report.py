@@ -238,3 +238,24 @@ def test_a_several_teacher_report_says_which_teacher_at_gamma():
     assert re.search(r"<td>gamma</td>\s*<td>0.100</td>", page)
     assert _teacher_counts(page) == {"a": "2", "&lt;b&gt;": "1"} and "p_teacher_<b>" not in page
     assert _teacher_counts(build_report(table, 0.1, 0.1, gamma=0.2)) == {"Several teachers": "1", "a": "2"}
+
+
+def test_the_same_report_is_the_same_bytes_later_in_the_process_with_unique_clip_ids():
+    """vl-convert numbers clip paths on from every chart a process rendered; reports and SVG
+    downloads renumber them, so rebuilding gives identical bytes, and the ids of a report's
+    several inline SVGs never collide (a clip-path would then point into another chart)."""
+    from rdpt_core.charts import chart_svg, response_chart
+
+    table = pd.DataFrame({"record_id": ["r1"] * 3 + ["r2"] * 3, "question_id": "q", "action_index": [0, 1, 2] * 2,
+                          "text": ["A.", " B.", " C."] * 2, "kind": "sentence", "correct": [True] * 3 + [False] * 3,
+                          "n_tokens_student": 2, "cum_tokens": [2, 4, 6] * 2, "p_teacher": [0.9, 0.5, 0.2] * 2,
+                          "p_student": [0.1, 0.5, 0.6] * 2, "p_distilled": [0.5, 0.5, 0.5] * 2})
+    first = build_report(table, 0.1, 0.1)
+    one = table[table.record_id == "r1"].assign(cls="Teacher")
+    svg = chart_svg(response_chart(one))
+    assert chart_svg(response_chart(one)) == svg and 'id="clip1"' in svg  # a download: numbered from 1
+    assert build_report(table, 0.1, 0.1) == first
+    ids = re.findall(r'<clipPath id="clip(\d+)"', first)
+    used = set(re.findall(r'clip-path="url\(#clip(\d+)\)"', first))
+    assert len(ids) == len(set(ids)) > 3 and used <= set(ids)
+    assert sorted(map(int, ids)) == list(range(1, len(ids) + 1))
