@@ -9,10 +9,10 @@ Per role, one model at a time, as the local engine does:
    actor of a pool; every actor loads the model once and scores its groups with the backend's
    own batches (:meth:`ScoringBackend.score_batches`), so it runs the very forward passes the
    local engine runs and produces the same numbers;
-3. the driver streams the results into the token cache as they arrive.
+3. the driver streams the results into the token cache as they arrive, and keeps them.
 
-The action table is then assembled from the cache by the local engine
-(:func:`rdpt_core.scoring.score_corpus`, which loads no model when every score is cached).
+The corpus is then assembled from the scores the plan found cached and those the actors sent
+(:func:`rdpt_core.scoring.assemble_corpus`, as the local engine does): the cache is read once.
 ``ray`` is imported only here, and only when this engine runs.
 """
 
@@ -30,8 +30,8 @@ from .cache import TokenCache
 from .models import ModelSpec
 from .records import Record
 from .scoring import (
-    GROUP_CHARS, ProgressFactory, RolePlan, ScoredCorpus, ScoringReport, build_backends, check_job, job_roles,
-    no_progress, plan_role, score_corpus,
+    GROUP_CHARS, ProgressFactory, RolePlan, ScoredCorpus, ScoringReport, assemble_corpus, build_backends, check_job,
+    job_roles, no_progress, plan_role,
 )
 
 
@@ -109,7 +109,10 @@ def _connect(settings: RaySettings) -> bool:
 
 
 def _score_role_on_ray(backend: ScoringBackend, plan: RolePlan, cache: TokenCache, role: str,
-                       settings: RaySettings, batch_tokens: int | None, progress: ProgressFactory) -> None:
+                       settings: RaySettings, batch_tokens: int | None,
+                       progress: ProgressFactory) -> dict[str, TokenScores]:
+    """Score ``plan``'s groups on the actors; each result goes to the cache as it arrives and
+    is returned too (by record id), so the driver never reads it back."""
     import ray
 
     rows = [{"record_ids": [r.record_id for r, _, _ in group], "contexts": [c for _, c, _ in group],
@@ -123,6 +126,7 @@ def _score_role_on_ray(backend: ScoringBackend, plan: RolePlan, cache: TokenCach
                                "batch_tokens": batch_tokens},
     )
     bar = progress(f"{role}: {backend.spec.label} (ray, {settings.actors} actors)", len(keys))
+    fresh: dict[str, TokenScores] = {}
     try:
         for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
             for record_id, payload, worker_fingerprint in zip(batch["record_id"], batch["payload"], batch["fingerprint"]):
@@ -131,13 +135,16 @@ def _score_role_on_ray(backend: ScoringBackend, plan: RolePlan, cache: TokenCach
                         f"{role} ({backend.spec.label}): a Ray worker sees other model files or settings than the "
                         f"driver (fingerprint {worker_fingerprint} vs {backend.fingerprint}); give every node the "
                         "same model directory, or a hub id")
+                scores = unpack_scores(payload)
                 try:
-                    cache.put(keys[str(record_id)], unpack_scores(payload))
+                    cache.put(keys[str(record_id)], scores)
                 except ValueError as err:
                     raise ValueError(f"{role} ({backend.spec.label}), record {str(record_id)!r}: {err}") from err
+                fresh[str(record_id)] = scores
                 bar.update(1)
     finally:
         bar.close()
+    return fresh
 
 
 def score_corpus_ray(
@@ -155,15 +162,18 @@ def score_corpus_ray(
     started = _connect(settings)
     fresh: dict[str, int] = {}
     loads: dict[str, int] = {}
+    tokens: dict[str, dict[str, TokenScores]] = {}
     try:
         for role in job_roles(specs):
             plan = plan_role(backends[role], records, cache, group_chars)
             fresh[role] = sum(len(group) for group in plan.groups)
             loads[role] = min(settings.actors, len(plan.groups))
-            if plan.groups:
-                _score_role_on_ray(backends[role], plan, cache, role, settings, batch_tokens, progress)
+            scored = _score_role_on_ray(backends[role], plan, cache, role, settings, batch_tokens, progress) \
+                if plan.groups else {}
+            found = {**plan.cached, **scored}
+            tokens[role] = {r.record_id: found[r.record_id] for r in records}
     finally:
         if started:
             ray.shutdown()
-    corpus, report = score_corpus(records, specs, extra_markers=extra_markers, cache=cache, backends=backends)
+    corpus = assemble_corpus(records, tokens, backends, extra_markers)
     return corpus, ScoringReport(fresh, {role: len(records) - n for role, n in fresh.items()}, loads)

@@ -357,7 +357,6 @@ def score_corpus(
     check_job(records, specs)
     cache = cache if cache is not None else TokenCache()
     backends = dict(backends) if backends is not None else build_backends(specs, cache)
-    special = [t for b in backends.values() for t in b.facts().special_tokens]
     tokens: dict[str, dict[str, TokenScores]] = {}
     report = ScoringReport({}, {}, {})
     for role in job_roles(specs):
@@ -369,10 +368,18 @@ def score_corpus(
         report.fresh[role] = fresh
         report.cached[role] = len(records) - fresh
         report.model_loads[role] = backend.load_count - loads_before
-    corpus = ScoredCorpus(list(records), tokens, marker_set([*special, *extra_markers]),
-                          {role: backends[role].spec.label for role in tokens},
-                          {role: backends[role].fingerprint for role in tokens})
-    return corpus, report
+    return assemble_corpus(records, tokens, backends, extra_markers), report
+
+
+def assemble_corpus(records: Sequence[Record], tokens: dict[str, dict[str, TokenScores]],
+                    backends: Mapping[str, ScoringBackend], extra_markers: Sequence[str] = ()) -> ScoredCorpus:
+    """The corpus of ``records`` and their token scores per role (in job order): markers from
+    the reasoning markers, every tokenizer's special tokens and ``extra_markers``; each role's
+    label and fingerprint from its backend."""
+    special = [t for b in backends.values() for t in b.facts().special_tokens]
+    return ScoredCorpus(list(records), tokens, marker_set([*special, *extra_markers]),
+                        {role: backends[role].spec.label for role in tokens},
+                        {role: backends[role].fingerprint for role in tokens})
 
 
 def score_records(

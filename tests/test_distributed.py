@@ -43,13 +43,25 @@ def test_settings_are_checked():
         RaySettings(actors=0)
 
 
+class CountingCache(TokenCache):
+    """A token cache that counts its lookups."""
+
+    gets = 0
+
+    def get(self, key):
+        self.gets += 1
+        return super().get(key)
+
+
 @pytest.mark.slow
 def test_ray_engine_table_equals_the_local_engines_exactly(tmp_path, smollm2_spec, gemma_spec):
     records = lab_records(24)
     specs = {"teacher": smollm2_spec, "student": gemma_spec}
     # small groups, so both actors get work and results arrive group by group
-    ray_corpus, ray_report = score_corpus_ray(records, specs, RaySettings(actors=2), cache=TokenCache(tmp_path / "r"),
+    counting = CountingCache(tmp_path / "r")
+    ray_corpus, ray_report = score_corpus_ray(records, specs, RaySettings(actors=2), cache=counting,
                                               group_chars=6000)
+    assert counting.gets == 24 * 2  # one lookup per record and role: results are kept, not read back
     local_corpus, local_report = score_corpus(records, specs, cache=TokenCache(tmp_path / "l"), group_chars=6000)
     assert ray_report.fresh == local_report.fresh == {"teacher": 24, "student": 24}
     assert ray_report.model_loads == {"teacher": 2, "student": 2}
@@ -57,8 +69,11 @@ def test_ray_engine_table_equals_the_local_engines_exactly(tmp_path, smollm2_spe
     assert list(ray_table.columns) == list(local_table.columns) and len(ray_table) > 100
     pd.testing.assert_frame_equal(ray_table, local_table, check_exact=True)
     # and a second Ray run is served by the cache: nothing dispatched, no actor started
-    _, again = score_corpus_ray(records, specs, RaySettings(actors=2), cache=TokenCache(tmp_path / "r"))
+    counting = CountingCache(tmp_path / "r")
+    cached_corpus, again = score_corpus_ray(records, specs, RaySettings(actors=2), cache=counting)
     assert again.fresh == {"teacher": 0, "student": 0} and again.model_loads == {"teacher": 0, "student": 0}
+    assert counting.gets == 24 * 2
+    pd.testing.assert_frame_equal(cached_corpus.actions(), local_table, check_exact=True)
 
 
 def _entries(cache_dir):
