@@ -67,7 +67,7 @@ def teacher_views(table: pd.DataFrame, fixed: dict, min_n: int) -> dict:
     curves = stats.teacher_position_curves(table, min_n)
     colors = teacher_colors(teacher_names(table))
     shown = curves[curves["cls"].isin(list(colors))]
-    return {"teacher_shares": stats.teacher_shares(table), "teacher_curves": shown,
+    return {"teacher_shares": stats.teacher_shares(table),
             "teacher_chart": None if shown.empty else frozen(position_chart(
                 shown, fixed["marks"], x_domain=fixed["x_domain"], min_n=min_n, colors=colors))}
 

@@ -4,10 +4,9 @@ strategy prefers (the paper's: most Teacher actions), compare strategies, export
 import streamlit as st
 
 from rdpt_app.loaders import SELECTION_RESULTS, actions_of, corpus_key, selection_results, teacher_corpus, teacher_origins
-from rdpt_app.state import settings
+from rdpt_app.state import has_named_teachers, settings
 from rdpt_app.widgets import chart, download, frozen
 from rdpt_core.charts import agreement_chart, selection_chart
-from rdpt_core.provenance import NAMED_TEACHER
 from rdpt_core.records import jsonl_lines
 from rdpt_core.render import escape_markdown
 from rdpt_core.report import build_report
@@ -59,8 +58,7 @@ if data == LAB:
 else:
     corpus, origins = ss.get("corpus"), ss.get("origins", {})
     roles = set(corpus.tokens) if corpus is not None else set()
-    several = sum(role.startswith(NAMED_TEACHER) for role in roles) >= 2
-    if not ("teacher" in roles or several) or "student" not in roles:
+    if not ("teacher" in roles or has_named_teachers()) or "student" not in roles:
         st.info("The working dataset needs responses scored by the teacher and the student: load several "
                 "teacher responses per question (grouped by question_id) and score them on the "
                 "Trajectories page.")

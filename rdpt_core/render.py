@@ -203,11 +203,12 @@ def _css(by: str) -> str:
 
 def highlighted_block(actions: pd.DataFrame, column: str = "cls", by: str = "class") -> str:
     """Legend with counts, then the highlighted response (``by``: see :func:`response_html`)."""
-    if by == "teacher" and "teacher_of" in actions.columns:
+    body = response_html(actions, column, with_css=False, by=by)  # checks ``by`` first
+    if by == "teacher":
         legend = teacher_legend_html(teacher_counts(actions), teacher_colors(teacher_names(actions)))
     else:
         legend = legend_html(class_counts(actions, column))
-    return _css(by) + legend + response_html(actions, column, with_css=False, by=by)
+    return _css(by) + legend + body
 
 
 # ---- token heat strip -------------------------------------------------------------------------

@@ -249,6 +249,8 @@ def test_the_teacher_view_needs_attributions():
         assert "teacher_of" in str(err)
     else:
         raise AssertionError("a single-teacher table has no teacher view")
+    with pytest.raises(ValueError, match="teacher_of"):
+        highlighted_block(single, by="teacher")
     assert "rdpt-by-teacher" not in highlighted_block(single) and "data-teacher" not in highlighted_block(single)
 
 
